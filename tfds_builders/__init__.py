@@ -1,0 +1,1 @@
+"""TFDS builders for AstroSpectra-MNIST; importing this package registers them."""
