@@ -1,1 +1,11 @@
-"""TFDS builders for AstroSpectra-MNIST; importing this package registers them."""
+"""TFDS builders for AstroSpectra-MNIST; importing this package registers them.
+
+- ``astrospectra_mnist``: 28x28 images (configs v1, v2, v1_synthetic, v2_synthetic, *_mini).
+- ``line_astro_spectra``: 721-value line vectors (the same configs).
+
+Build one with ``tfds build tfds_builders/astrospectra_mnist --config v2_synthetic`` or load it
+with ``import astrospectra_jax; tfds.load("astrospectra_mnist/v2_synthetic")``.
+"""
+
+from tfds_builders.astrospectra_mnist import astrospectra_mnist_dataset_builder  # noqa: F401
+from tfds_builders.line_astro_spectra import line_astro_spectra_dataset_builder  # noqa: F401

@@ -1,0 +1,203 @@
+"""Input pipelines: whole splits resident on the devices (default), or streamed with tf.data.
+
+Device pipeline (``config.input_pipeline = "device"``). The AstroSpectra splits are small (v2
+train is 42,454 x 784 bytes = 33 MB as uint8), so each split is put on every device once, as
+uint8 images or float32 line vectors, *replicated* (``NamedSharding(mesh, P())``). Everything
+after that happens inside the compiled training step: the per-epoch shuffle
+(``jax.random.permutation`` with a key folded from the seed and the epoch), slicing the batch out
+of the permutation, optional augmentation, uint8 -> float scaling and the 28 -> 224 bilinear
+resize. The batch is constrained to ``P("data")`` right after the gather, so each device
+preprocesses only its own slice. Replicated rather than sharded storage: a gather of randomly
+permuted rows from a batch-sharded array needs an all-to-all every step, while from a replicated
+array it is a local read (measured on 8 simulated CPU devices; see ``README``/report), and the
+memory cost (one copy of a 33 MB split per device) is negligible on any accelerator.
+
+The order of the data is a pure function of ``(seed, epoch, step)``: step ``s`` reads positions
+``[p * B, (p + 1) * B)`` of the permutation of epoch ``s // steps_per_epoch`` (``p = s mod
+steps_per_epoch``). The last ``N mod B`` examples of each (shuffled) epoch are dropped, so every
+step sees a full batch; a different subset is dropped each epoch. Evaluation covers the whole
+test split: it is padded to a whole number of batches and the padding is masked out.
+
+Streaming pipeline (``"tfdata"``): for datasets too large for device memory. ``tfds.load`` the
+split in its stored order, shuffle with a seed derived from ``(seed, epoch)`` (deterministic
+tf.data), batch with the global batch size, skip the batches already trained on when resuming,
+and hand each process its slice of every global batch (``make_array_from_process_local_data``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DATA_AXIS = "data"
+IMAGE_SIZE = 28
+
+
+def make_mesh() -> Mesh:
+    """A 1-D mesh over every device of every process, with the batch axis ``"data"``.
+
+    ``Auto`` axes: shardings propagate from the inputs and from ``with_sharding_constraint``, so
+    the models need no sharding annotations of their own.
+    """
+    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
+                         axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
+    """Sharding of a batch along ``"data"``, after ``leading_axes`` unsharded axes."""
+    return NamedSharding(mesh, P(*([None] * leading_axes), DATA_AXIS))
+
+
+def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:
+    """A global array holding ``array`` whole on every device (every process passes the same)."""
+    array = np.asarray(array)
+    return jax.make_array_from_callback(array.shape, replicated(mesh), lambda index: array[index])
+
+
+# ----------------------------------------------------------------------------- data order
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Full batches per epoch (the remainder of each shuffled epoch is dropped)."""
+    return num_examples // batch_size
+
+
+def epoch_permutation(data_key: jax.Array, epoch: jax.Array, num_examples: int) -> jax.Array:
+    """The order of the training examples in ``epoch``: a permutation of ``range(num_examples)``."""
+    return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
+
+
+def batch_indices(permutation: jax.Array, position: jax.Array, batch_size: int) -> jax.Array:
+    """Indices of the ``position``-th batch of an epoch's permutation."""
+    return jax.lax.dynamic_slice_in_dim(permutation, position * batch_size, batch_size)
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+def to_float(features: jax.Array, kind: str) -> jax.Array:
+    """Model input scale: images uint8 -> [0, 1]; line vectors standardised per spectrum.
+
+    Line vectors are in flux units whose scale varies by orders of magnitude between objects,
+    so each spectrum is brought to zero mean and unit variance (the shape is what classifies).
+    """
+    if kind == "image":
+        return features.astype(jnp.float32) / 255.0
+    features = features.astype(jnp.float32)
+    mean = features.mean(axis=-1, keepdims=True)
+    std = features.std(axis=-1, keepdims=True)
+    return (features - mean) / jnp.maximum(std, 1e-6)
+
+
+def random_shift(features: jax.Array, key: jax.Array, max_shift: int) -> jax.Array:
+    """Shift each example along wavelength by an integer in ``[-max_shift, max_shift]`` bins.
+
+    The image rows hold consecutive wavelength bins (row-major), so the shift acts on the
+    flattened example, not as a 2-D translation; edges are extended with the edge value.
+    """
+    batch = features.shape[0]
+    flat = features.reshape(batch, -1)
+    padded = jnp.pad(flat, ((0, 0), (max_shift, max_shift)), mode="edge")
+    shifts = jax.random.randint(key, (batch,), 0, 2 * max_shift + 1)
+    shifted = jax.vmap(lambda row, start: jax.lax.dynamic_slice_in_dim(row, start, flat.shape[1])
+                       )(padded, shifts)
+    return shifted.reshape(features.shape)
+
+
+def resize(images: jax.Array, size: int) -> jax.Array:
+    """Bilinear resize of (B, H, W, C) images to (B, size, size, C), e.g. 28 -> 224."""
+    if images.shape[1] == size and images.shape[2] == size:
+        return images
+    return jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), "bilinear")
+
+
+def preprocess(features: jax.Array, *, kind: str, input_size: int, max_shift: int = 0,
+               key: jax.Array | None = None) -> jax.Array:
+    """Stored features (uint8 images / float32 lines) -> float32 model input, on device."""
+    x = to_float(features, kind)
+    if max_shift > 0 and key is not None:
+        x = random_shift(x, key, max_shift)
+    if kind == "image":
+        x = resize(x, input_size)
+    return x
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def pad_to_batches(features: np.ndarray, labels: np.ndarray, batch_size: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pad a split to a whole number of batches; returns (features, labels, mask of real rows)."""
+    n = len(labels)
+    total = max(1, -(-n // batch_size)) * batch_size
+    pad = total - n
+    features = np.concatenate([features, np.zeros((pad, *features.shape[1:]), features.dtype)])
+    labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+    mask = np.arange(total) < n
+    return features, labels, mask
+
+
+# ----------------------------------------------------------------------------- tf.data streaming
+
+def _process_slice(batch: np.ndarray) -> np.ndarray:
+    """This process's rows of a global batch (all of it on a single host)."""
+    per_process = batch.shape[0] // jax.process_count()
+    start = jax.process_index() * per_process
+    return batch[start:start + per_process]
+
+
+def _tf_dataset(name: str, split: str, data_dir: str | None, feature_key: str):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    ds = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    options = tf.data.Options()
+    options.deterministic = True
+    ds = ds.with_options(options)
+    return ds.map(lambda ex: (ex[feature_key], tf.cast(ex["label"], tf.int32)),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def tfdata_train_batches(name: str, *, data_dir: str | None, feature_key: str, batch_size: int,
+                         seed: int, start_step: int, steps_per_epoch: int, shuffle_buffer: int
+                         ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Global training batches from ``start_step`` on (endless), this process's rows of each.
+
+    Epoch ``e`` is the split shuffled with seed ``(seed, e)``; resuming at step ``s`` skips the
+    first ``s mod steps_per_epoch`` batches of epoch ``s // steps_per_epoch``.
+    """
+    import tensorflow as tf
+
+    epoch, position = divmod(start_step, steps_per_epoch)
+    while True:
+        ds = _tf_dataset(name, "train", data_dir, feature_key)
+        epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
+        ds = ds.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+        ds = ds.batch(batch_size, drop_remainder=True).take(steps_per_epoch).skip(position)
+        for features, labels in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+            yield _process_slice(features), _process_slice(labels)
+        epoch, position = epoch + 1, 0
+
+
+def tfdata_eval_batches(name: str, *, data_dir: str | None, feature_key: str, batch_size: int,
+                        split: str = "test"
+                        ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The whole split in global batches, the last one padded: this process's rows of
+    (features, labels, mask) of each."""
+    import tensorflow as tf
+
+    ds = _tf_dataset(name, split, data_dir, feature_key).batch(batch_size)
+    for features, labels in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+        features, labels, mask = pad_to_batches(features, labels, batch_size)
+        yield _process_slice(features), _process_slice(labels), _process_slice(mask)
+
+
+def global_batch(local: np.ndarray, mesh: Mesh, leading_axes: int = 0) -> jax.Array:
+    """Assemble a global array, sharded on the batch axis, from each process's rows."""
+    return jax.make_array_from_process_local_data(batch_sharded(mesh, leading_axes), local)

@@ -1,0 +1,92 @@
+"""What a run writes: TensorBoard scalars, metrics.jsonl, results.json, confusion_matrix.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from clu import metric_writers
+from sklearn import metrics as skmetrics
+
+
+class MetricsLog:
+    """Scalars to TensorBoard (clu) and, one JSON object per line, to ``metrics.jsonl``.
+
+    Only the writing process (``enabled``) touches files; resumed runs append.
+    """
+
+    def __init__(self, workdir: str | Path, *, enabled: bool):
+        self.enabled = enabled
+        self.writer = metric_writers.create_default_writer(str(workdir), just_logging=not enabled)
+        self._jsonl = open(Path(workdir) / "metrics.jsonl", "a") if enabled else None
+
+    def write(self, split: str, step: int, values: dict[str, float]) -> None:
+        self.writer.write_scalars(step, {f"{split}/{k}": v for k, v in values.items()})
+        if self._jsonl is not None:
+            record = {"split": split, "step": step, "time": time.time(), **values}
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
+
+
+def classification_report(labels: np.ndarray, predictions: np.ndarray,
+                          class_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix (rows: true)."""
+    classes = list(range(len(class_names)))
+    precision, recall, f1, support = skmetrics.precision_recall_fscore_support(
+        labels, predictions, labels=classes, zero_division=0)
+    return {
+        "accuracy": float(skmetrics.accuracy_score(labels, predictions)),
+        "class_names": list(class_names),
+        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
+                             "f1": float(f1[i]), "support": int(support[i])}
+                      for i, name in enumerate(class_names)},
+        "macro_f1": float(np.mean(f1)),
+        "confusion_matrix": skmetrics.confusion_matrix(labels, predictions,
+                                                       labels=classes).tolist(),
+    }
+
+
+def _atomic_path(path: Path):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write JSON to a temporary file, then rename: readers never see half a file."""
+    path = Path(path)
+    tmp = _atomic_path(path)
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def plot_confusion_matrix(path: str | Path, matrix: Sequence[Sequence[int]],
+                          class_names: Sequence[str], title: str) -> None:
+    """The confusion matrix as a PNG (true class on rows, predicted on columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(4.8, 4.4), dpi=120)
+    display = skmetrics.ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names)
+    display.plot(ax=ax, cmap="Blues", colorbar=False, values_format="d")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    tmp = _atomic_path(path)
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,137 @@
+"""Building blocks shared by the model families: torch-compatible conv/pool semantics in NHWC.
+
+Padding is explicit (``((p, p), (p, p))``) rather than ``"SAME"`` so that strided convolutions
+and pools see exactly the windows torchvision's do; the initialisers mirror torchvision's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# torchvision: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu").
+KAIMING_FAN_OUT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+# torch's default for nn.Conv*/nn.Linear weights: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
+TORCH_DEFAULT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+# torchvision's BatchNorm2d defaults: momentum 0.1 on the new batch = 0.9 on the running average.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def conv(in_features: int, out_features: int, kernel_size: int, stride: int = 1,
+         padding: int = 0, *, groups: int = 1, use_bias: bool = False,
+         kernel_init=KAIMING_FAN_OUT, ndim: int = 2, dtype, param_dtype,
+         rngs: nnx.Rngs) -> nnx.Conv:
+    """nnx.Conv with torch-style integer padding on every spatial side (``ndim`` spatial dims)."""
+    return nnx.Conv(
+        in_features, out_features, (kernel_size,) * ndim, strides=(stride,) * ndim,
+        padding=((padding, padding),) * ndim, feature_group_count=groups, use_bias=use_bias,
+        kernel_init=kernel_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+
+def batch_norm(num_features: int, *, epsilon: float = BN_EPSILON, dtype, param_dtype,
+               rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """BatchNorm over the channel (last) axis with torchvision's momentum and epsilon."""
+    return nnx.BatchNorm(num_features, momentum=BN_MOMENTUM, epsilon=epsilon, dtype=dtype,
+                         param_dtype=param_dtype, rngs=rngs)
+
+
+def linear(in_features: int, out_features: int, *, kernel_init=TORCH_DEFAULT, dtype,
+           param_dtype, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(in_features, out_features, kernel_init=kernel_init, dtype=dtype,
+                      param_dtype=param_dtype, rngs=rngs)
+
+
+class ConvBN(nnx.Module):
+    """Bias-free convolution, batch norm, then an optional activation (torchvision's
+    Conv2dNormActivation / GoogLeNet's BasicConv2d / ResNet's conv-bn pairs)."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int, stride: int = 1,
+                 padding: int | None = None, *, groups: int = 1,
+                 activation: Callable[[jax.Array], jax.Array] | None = nnx.relu,
+                 kernel_init=KAIMING_FAN_OUT, epsilon: float = BN_EPSILON, ndim: int = 2,
+                 dtype, param_dtype, rngs: nnx.Rngs):
+        if padding is None:
+            padding = (kernel_size - 1) // 2
+        self.conv = conv(in_features, out_features, kernel_size, stride, padding, groups=groups,
+                         kernel_init=kernel_init, ndim=ndim, dtype=dtype,
+                         param_dtype=param_dtype, rngs=rngs)
+        self.bn = batch_norm(out_features, epsilon=epsilon, dtype=dtype,
+                             param_dtype=param_dtype, rngs=rngs)
+        self.activation = activation
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = self.bn(self.conv(x))
+        return x if self.activation is None else self.activation(x)
+
+
+def _pool_padding(size: int, window: int, stride: int, padding: int,
+                  ceil_mode: bool) -> tuple[int, int]:
+    """(low, high) padding that reproduces torch's pooling output size, ceil_mode included."""
+    span = size + 2 * padding - window
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1  # torch: the last window must start inside the input or the left padding
+    return padding, max((out - 1) * stride + window - size - padding, 0)
+
+
+def max_pool(x: jax.Array, window: int, stride: int | None = None, padding: int = 0,
+             ceil_mode: bool = False) -> jax.Array:
+    """torch.nn.MaxPool{1,2}d on channels-last input: pads with -inf, ceil_mode supported.
+
+    Padding is computed from static shapes only, so this is jit-friendly.
+    """
+    stride = window if stride is None else stride
+    spatial = x.shape[1:-1]
+    pads = tuple(_pool_padding(n, window, stride, padding, ceil_mode) for n in spatial)
+    return nnx.max_pool(x, (window,) * len(spatial), strides=(stride,) * len(spatial),
+                        padding=pads)
+
+
+def avg_pool(x: jax.Array, window: int, stride: int | None = None) -> jax.Array:
+    """Unpadded average pooling (torch.nn.AvgPool2d without padding)."""
+    stride = window if stride is None else stride
+    nd = x.ndim - 2
+    return nnx.avg_pool(x, (window,) * nd, strides=(stride,) * nd, padding="VALID")
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+    """Mean over all spatial axes: (B, ..., C) -> (B, C); accumulates in float32."""
+    return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)), dtype=jnp.float32).astype(x.dtype)
+
+
+def adaptive_avg_pool(x: jax.Array, output_size: Sequence[int]) -> jax.Array:
+    """torch.nn.AdaptiveAvgPool2d on NHWC input.
+
+    Output cell i averages rows floor(i*H/out) .. ceil((i+1)*H/out) - 1, as in torch. Equal sizes
+    are a no-op and exact multiples a reshape-mean; other sizes use a small averaging matrix.
+    """
+    for axis, out in zip((1, 2), output_size):
+        size = x.shape[axis]
+        if size == out:
+            continue
+        if size % out == 0:
+            shape = x.shape[:axis] + (out, size // out) + x.shape[axis + 1:]
+            x = jnp.mean(x.reshape(shape), axis=axis + 1)
+            continue
+        weights = [[0.0] * size for _ in range(out)]
+        for i in range(out):
+            start, stop = (i * size) // out, math.ceil((i + 1) * size / out)
+            for j in range(start, stop):
+                weights[i][j] = 1.0 / (stop - start)
+        matrix = jnp.asarray(weights, dtype=x.dtype)
+        x = jnp.moveaxis(jnp.tensordot(x, matrix, axes=((axis,), (1,))), -1, axis)
+    return x
+
+
+def check_image_input(x: jax.Array, size: int, name: str) -> None:
+    """Fail at trace time (static shapes) when an image batch does not match the model."""
+    if x.ndim != 4 or x.shape[1:] != (size, size, 1):
+        raise ValueError(
+            f"{name} built for input_size={size} expects images of shape (B, {size}, {size}, 1); "
+            f"got {tuple(x.shape)}")

@@ -1,0 +1,75 @@
+"""ResNet-18 as in torchvision (one input channel), plus the CIFAR-style 28x28 variant."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from astrospectra_jax.models import layers
+
+
+class BasicBlock(nnx.Module):
+    """conv 3x3 (stride) - BN - ReLU - conv 3x3 - BN, plus the shortcut, then ReLU. The shortcut
+    is a 1x1 strided conv + BN when the shape changes (torchvision's ``downsample``)."""
+
+    def __init__(self, in_features: int, out_features: int, stride: int, *, dtype, param_dtype,
+                 rngs: nnx.Rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.conv1 = layers.ConvBN(in_features, out_features, 3, stride, **kw)
+        self.conv2 = layers.ConvBN(out_features, out_features, 3, activation=None, **kw)
+        if stride != 1 or in_features != out_features:
+            self.downsample = layers.ConvBN(in_features, out_features, 1, stride,
+                                            activation=None, **kw)
+        else:
+            self.downsample = None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return nnx.relu(self.conv2(self.conv1(x)) + shortcut)
+
+
+class ResNet(nnx.Module):
+    """torchvision's ResNet with basic blocks; ``stage_sizes=(2, 2, 2, 2)`` is ResNet-18.
+
+    input_size=224 (ResNet-18: 11,171,779 parameters for 3 classes)::
+
+        conv 7x7/2, 64, BN, ReLU -> 112; max-pool 3/2 pad 1 -> 56
+        stage 64 -> 56; stage 128 /2 -> 28; stage 256 /2 -> 14; stage 512 /2 -> 7
+        global average pool, dense num_classes
+
+    input_size=28 (11,169,219 parameters): the CIFAR ResNet stem of He et al. (2016): one 3x3
+    stride-1 conv and no max-pool, so the stages run at 28 -> 14 -> 7 -> 4.
+
+    Initialisation as torchvision: conv kaiming-normal (fan-out), BN scale 1 / bias 0, dense
+    torch default with a zero bias.
+    """
+
+    def __init__(self, num_classes: int = 3, *, input_size: int = 224,
+                 stage_sizes=(2, 2, 2, 2), dtype=jnp.float32, param_dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.input_size = input_size
+        self.dtype = dtype
+        self.native = input_size != 224
+        if self.native:
+            self.stem = layers.ConvBN(1, 64, 3, 1, **kw)
+        else:
+            self.stem = layers.ConvBN(1, 64, 7, 2, **kw)
+        blocks, in_features = [], 64
+        for stage, count in enumerate(stage_sizes):
+            out_features = 64 * 2**stage
+            for index in range(count):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(BasicBlock(in_features, out_features, stride, **kw))
+                in_features = out_features
+        self.blocks = nnx.Sequential(*blocks)
+        self.fc = layers.linear(in_features, num_classes, **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        layers.check_image_input(x, self.input_size, "resnet18")
+        x = self.stem(x.astype(self.dtype))
+        if not self.native:
+            x = layers.max_pool(x, 3, 2, padding=1)
+        x = layers.global_avg_pool(self.blocks(x))
+        return self.fc(x).astype(jnp.float32)

@@ -1,0 +1,417 @@
+"""Run the deep models of Table 2 over datasets and seeds, one ``main.py`` workdir per run.
+
+    python -m astrospectra_jax.suite --dataset astrospectra_mnist/v2_synthetic --models all \\
+        --seeds 3 --runs runs/ [--input-size native|paper] [--set num_epochs=5 ...] [--dry-run]
+
+Each run is ``main.py --config=configs/<v1|v2>_<model>.py`` (``line_<v>_conv1d.py`` for the
+line datasets; Fashion-MNIST uses the v2 configs) in
+``<runs>/<dataset with / as _>/<model>_<input size>/seed<k>``, its output in ``train.log`` there.
+A run whose ``results.json`` exists is skipped; one that started but did not finish is run
+again with the same command, which resumes from its latest checkpoint. A failed run is
+recorded (``suite_run.json`` and its log) and the suite goes on; the exit status is 1 if any
+run failed. ``python -m astrospectra_jax.report --runs <runs>`` summarises the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MAIN = REPO_ROOT / "main.py"
+CONFIG_DIR = REPO_ROOT / "configs"
+RESULTS = "results.json"
+RECORD = "suite_run.json"
+LOG = "train.log"
+INPUT_SIZE_CHOICES = ("native", "paper")
+PAPER_INPUT_SIZE = 224  # the torchvision architectures on upsampled images
+# Fields the suite sets itself for every run; --set may not change them.
+_RESERVED = {"dataset": "--dataset", "seed": "--seeds", "model.input_size": "--input-size",
+             "model.name": "--models", "data_dir": "--data-dir"}
+_STOP_GRACE_S = 120.0  # after SIGTERM a run saves a checkpoint before it exits
+
+
+class SuiteError(ValueError):
+    """A bad option; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    dataset: str
+    model: str
+    input_size: int
+    seed: int
+    config: Path
+    workdir: Path
+    command: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset} {self.model}_{self.input_size} seed{self.seed}"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / LOG
+
+    def state(self) -> str:
+        """``finished`` (results.json), ``partial`` (started: resumes) or ``new``."""
+        if (self.workdir / RESULTS).is_file():
+            return "finished"
+        return "partial" if (self.workdir / "checkpoints").is_dir() else "new"
+
+
+# ----------------------------------------------------------------------------- the plan
+
+def _datasets_module():
+    from astrospectra_jax import datasets  # TFDS builders: imported only when needed
+
+    return datasets
+
+
+def image_models() -> tuple[str, ...]:
+    """The eight CNNs of Table 2, in the registry's names."""
+    from astrospectra_jax import paper
+
+    return tuple(paper.DEEP_MODEL_NAMES)
+
+
+def is_line_dataset(dataset: str) -> bool:
+    return dataset.startswith("line_astro_spectra/")
+
+
+def select_models(spec: str, dataset: str) -> list[str]:
+    """``all`` (the Table 2 CNNs, or conv1d for line datasets) or a comma-separated list."""
+    from astrospectra_jax import models
+
+    line = is_line_dataset(dataset)
+    if spec.strip() == "all":
+        return ["conv1d"] if line else list(image_models())
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise SuiteError(f"--models {spec!r}: no model named")
+    for name in names:
+        if name not in models.MODEL_NAMES:
+            raise SuiteError(f"--models: unknown model {name!r}; known: "
+                             f"{', '.join(models.MODEL_NAMES)}, or 'all'")
+        if models.is_line_model(name) != line:
+            kind = "line" if line else "image"
+            raise SuiteError(f"--models: {name!r} does not take {kind} data, which "
+                             f"{dataset!r} holds")
+    return names
+
+
+def input_size(model: str, choice: str) -> int:
+    """``native``: the model's first size (28 or 721); ``paper``: 224 where the model has the
+    torchvision architecture, else native."""
+    from astrospectra_jax import models
+
+    if choice not in INPUT_SIZE_CHOICES:
+        raise SuiteError(f"--input-size {choice!r}: choose one of {', '.join(INPUT_SIZE_CHOICES)}")
+    sizes = models.input_sizes(model)
+    if choice == "paper" and PAPER_INPUT_SIZE in sizes:
+        return PAPER_INPUT_SIZE
+    return sizes[0]
+
+
+def config_path(dataset: str, model: str, config_dir: Path = CONFIG_DIR) -> Path:
+    """configs/<v1|v2>_<model>.py, configs/line_<v>_conv1d.py for line vectors; Fashion-MNIST
+    runs with the v2 configs."""
+    if dataset == "fashion_mnist":
+        version = "v2"
+    else:
+        version = dataset.split("/", 1)[1][:2]
+    prefix = f"line_{version}" if is_line_dataset(dataset) else version
+    return config_dir / f"{prefix}_{model}.py"
+
+
+def run_dir(runs: Path, dataset: str, model: str, size: int, seed: int) -> Path:
+    return Path(runs) / dataset.replace("/", "_") / f"{model}_{size}" / f"seed{seed}"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``3`` -> seeds 0, 1, 2; ``0,4`` -> seeds 0 and 4."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise SuiteError(f"--seeds {text!r}: give a count (3) or a list (0,4)") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SuiteError(f"--seeds {text!r}: need at least one seed, all >= 0 and distinct")
+    return seeds
+
+
+def parse_overrides(items: Sequence[str]) -> list[str]:
+    """``key=value`` -> ``--config.key=value``."""
+    flags = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix("config.")
+        if not sep or not key:
+            raise SuiteError(f"--set {item!r}: expected key=value, e.g. --set num_epochs=1")
+        if key in _RESERVED:
+            raise SuiteError(f"--set {item!r}: {key} is set per run; use {_RESERVED[key]}")
+        flags.append(f"--config.{key}={value}")
+    return flags
+
+
+def plan(datasets: Sequence[str], models: str, seeds: Sequence[int], runs: str | Path, *,
+         input_size_choice: str = "native", overrides: Sequence[str] = (),
+         data_dir: str | None = None, python: str = sys.executable,
+         config_dir: Path = CONFIG_DIR) -> list[Run]:
+    """Every (dataset, model, seed) run, in that order; raises SuiteError for a bad option
+    or a missing config file."""
+    known = _datasets_module().KNOWN_DATASETS
+    flags = parse_overrides(overrides)
+    runs = Path(runs).absolute()
+    planned = []
+    for dataset in datasets:
+        if dataset not in known:
+            raise SuiteError(f"--dataset: unknown {dataset!r}; known: {', '.join(known)}")
+        for model in select_models(models, dataset):
+            config = config_path(dataset, model, config_dir)
+            if not config.is_file():
+                raise SuiteError(f"no config for {model} on {dataset}: {config} does not exist")
+            size = input_size(model, input_size_choice)
+            for seed in seeds:
+                workdir = run_dir(runs, dataset, model, size, seed)
+                command = [python, str(MAIN), f"--config={config}", f"--workdir={workdir}",
+                           f"--config.dataset={dataset}", f"--config.seed={seed}",
+                           f"--config.model.input_size={size}"]
+                if data_dir:
+                    command.append(f"--config.data_dir={Path(data_dir).absolute()}")
+                planned.append(Run(dataset, model, size, seed, config, workdir,
+                                   tuple(command + flags)))
+    return planned
+
+
+# ----------------------------------------------------------------------------- running
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Atomically: a temporary file renamed over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(workdir: Path) -> dict | None:
+    """The suite's record of a run (``suite_run.json``), or None."""
+    try:
+        return json.loads((Path(workdir) / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _settings(command: Sequence[str]) -> list[str]:
+    """The --config flags of a command: what makes two runs the same experiment."""
+    return sorted(a for a in command if a.startswith("--config"))
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def execute_one(run: Run, *, resumed: bool) -> dict:
+    """Run one command with its output in the run's log; returns its record (also written
+    to ``suite_run.json``). Ctrl-C asks the run to checkpoint and stop (SIGTERM), then
+    re-raises KeyboardInterrupt."""
+    run.workdir.mkdir(parents=True, exist_ok=True)
+    record = {"name": run.name, "dataset": run.dataset, "model": run.model,
+              "input_size": run.input_size, "seed": run.seed, "command": list(run.command),
+              "log": str(run.log), "resumed": resumed, "started_at": _now(), "status": "running"}
+    _write_json(run.workdir / RECORD, record)
+    start = time.time()
+    interrupted = False
+    with open(run.log, "a") as log:
+        log.write(f"\n=== {_now()} suite: {shlex.join(run.command)}\n")
+        log.flush()
+        # A session of its own: Ctrl-C reaches the suite only, which stops the run cleanly.
+        process = subprocess.Popen(run.command, cwd=REPO_ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                   start_new_session=True)
+        try:
+            returncode = process.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            process.send_signal(signal.SIGTERM)
+            try:
+                returncode = process.wait(timeout=_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                returncode = process.wait()
+    record.update(returncode=returncode, wall_s=time.time() - start, finished_at=_now())
+    if interrupted:
+        record.update(status="interrupted", error="stopped by Ctrl-C; rerun to resume")
+    elif returncode != 0:
+        record.update(status="failed", error=f"exit status {returncode}")
+    elif not (run.workdir / RESULTS).is_file():
+        record.update(status="failed", error=f"exit status 0 but no {RESULTS} was written")
+    else:
+        record["status"] = "ok"
+    _write_json(run.workdir / RECORD, record)
+    if interrupted:
+        raise KeyboardInterrupt
+    return record
+
+
+def execute(runs: Sequence[Run], *, progress: bool = True, out=None) -> dict:
+    """Run every unfinished run in order; returns ``{"done", "skipped", "failed", "remaining",
+    "elapsed_s", "failures": [record, ...], "warnings": [...]}``."""
+    out = out or sys.stdout
+    started = time.time()
+    summary = {"total": len(runs), "done": 0, "skipped": 0, "failed": 0,
+               "remaining": len(runs), "failures": [], "warnings": []}
+    pending = []
+    for run in runs:
+        if run.state() == "finished":
+            summary["skipped"] += 1
+            summary["remaining"] -= 1
+            previous = read_record(run.workdir)
+            if previous and _settings(previous["command"]) != _settings(run.command):
+                summary["warnings"].append(
+                    f"{run.name}: finished earlier with other settings "
+                    f"({' '.join(_settings(previous['command']))}); kept as it is. Use another "
+                    "--runs folder to run these settings.")
+        else:
+            pending.append(run)
+
+    bar = tqdm(total=len(pending), unit="run", dynamic_ncols=True, file=out,
+               disable=not progress or not pending, desc="suite")
+    durations = []
+
+    def postfix(current: str = "") -> None:
+        eta = (sum(durations) / len(durations) * summary["remaining"]) if durations else None
+        bar.set_postfix_str(
+            f"done={summary['done']} skipped={summary['skipped']} failed={summary['failed']} "
+            f"remaining={summary['remaining']} ETA={_format_seconds(eta)}"
+            + (f" | {current}" if current else ""))
+
+    try:
+        for run in pending:
+            postfix(run.name)
+            record = execute_one(run, resumed=run.state() == "partial")
+            durations.append(record["wall_s"])
+            summary["remaining"] -= 1
+            if record["status"] == "ok":
+                summary["done"] += 1
+            else:
+                summary["failed"] += 1
+                summary["failures"].append(record)
+                tqdm.write(f"FAILED {run.name} ({record['error']}); log: {run.log}\n"
+                           f"{_log_tail(run.log)}", file=out)
+            bar.update(1)
+        postfix()
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+    finally:
+        bar.close()
+        summary["elapsed_s"] = time.time() - started
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"suite: {summary['total']} runs: {summary['done']} done, {summary['skipped']} "
+             f"skipped (finished before), {summary['failed']} failed, {summary['remaining']} "
+             f"remaining; elapsed {_format_seconds(summary.get('elapsed_s'))}"]
+    if summary.get("interrupted"):
+        lines.append("interrupted: the running job saved a checkpoint; rerun the same command "
+                     "to resume")
+    lines += [f"  failed: {r['name']}: {r['error']}; log: {r['log']}"
+              for r in summary["failures"]]
+    lines += [f"  note: {w}" for w in summary["warnings"]]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m astrospectra_jax.suite",
+        description="Run Table 2's deep models over a dataset and seeds (one main.py workdir "
+                    "per run); finished runs are skipped, unfinished ones resume.")
+    parser.add_argument("--dataset", action="append", required=True,
+                        help="dataset name (repeat or comma-separate for several), e.g. "
+                             "astrospectra_mnist/v2_synthetic")
+    parser.add_argument("--models", default="all",
+                        help="'all' (the eight CNNs; conv1d for line datasets) or a "
+                             "comma-separated list, e.g. lenet,resnet18")
+    parser.add_argument("--seeds", default="1",
+                        help="number of seeds (3 -> 0,1,2) or a comma-separated list")
+    parser.add_argument("--runs", required=True, help="folder holding one workdir per run")
+    parser.add_argument("--input-size", default="native", choices=INPUT_SIZE_CHOICES,
+                        help="native: 28x28 images; paper: 224x224 for the torchvision "
+                             "architectures, as in the paper")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="config override for every run, e.g. --set num_epochs=1 "
+                             "--set batch_size=256")
+    parser.add_argument("--data-dir", default=None, help="TFDS data folder (config.data_dir)")
+    parser.add_argument("--config-dir", default=str(CONFIG_DIR),
+                        help="folder of the <v1|v2>_<model>.py configs (default: configs/)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the commands (and whether each is new, resumes or is "
+                             "skipped) without running anything")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    datasets = [d.strip() for item in args.dataset for d in item.split(",") if d.strip()]
+    try:
+        runs = plan(datasets, args.models, parse_seeds(args.seeds), args.runs,
+                    input_size_choice=args.input_size, overrides=args.overrides,
+                    data_dir=args.data_dir, config_dir=Path(args.config_dir).absolute())
+    except SuiteError as error:
+        parser.error(str(error))
+    if args.dry_run:
+        label = {"finished": "skip  ", "partial": "resume", "new": "run   "}
+        for run in runs:
+            print(f"{label[run.state()]} {shlex.join(run.command)}")
+        return 0
+    summary = execute(runs, progress=not args.no_progress)
+    print(format_summary(summary), flush=True)
+    if summary.get("interrupted"):
+        return 130
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

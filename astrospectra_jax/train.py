@@ -1,0 +1,603 @@
+"""Training and evaluation: ``train_and_evaluate(config, workdir) -> results``.
+
+Data parallel over every device: a 1-D mesh ``("data",)``, parameters and optimizer state
+replicated, each batch sharded along ``"data"``. Global arrays make the loss, gradients and
+batch-norm statistics global-batch quantities, so 1, 8 or 256 devices compute the same thing.
+The training state is one pytree; a compiled *chunk* runs ``steps_per_call`` steps under
+``lax.scan`` with the state donated, so Python only dispatches one call per chunk and reads the
+previous chunk's metrics while the next one runs.
+
+Reproducibility: the data order, augmentation and dropout are functions of (seed, step) or live
+in the checkpointed state, and chunk boundaries are multiples of ``steps_per_call``, so a run
+that is killed and restarted with the same command ends with bit-identical parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+
+from astrospectra_jax import checkpointing, datasets, input_pipeline, metrics, models
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "warmup_cosine")
+PIPELINES = ("device", "tfdata")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+# Independent random streams derived from the seed.
+_PARAMS_STREAM, _DROPOUT_STREAM, _DATA_STREAM, _AUGMENT_STREAM = range(4)
+
+
+class ConfigError(ValueError):
+    """An invalid config; the message names each offending field."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------- validation
+
+def validate(config: ml_collections.ConfigDict) -> datasets.DatasetSpec:
+    """Check the config before anything is loaded or compiled; returns the dataset's spec.
+
+    Raises ConfigError listing every problem, each naming its field.
+    """
+    problems: list[str] = []
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    spec = None
+    if config.dataset not in datasets.KNOWN_DATASETS:
+        problems.append(f"config.dataset={config.dataset!r} is not a known dataset; known: "
+                        f"{', '.join(datasets.KNOWN_DATASETS)}")
+    else:
+        spec = datasets.info(config.dataset)
+
+    name, size = config.model.name, config.model.input_size
+    if name not in models.MODEL_NAMES:
+        problems.append(f"config.model.name={name!r} is not a known model; known: "
+                        f"{', '.join(models.MODEL_NAMES)}")
+    else:
+        sizes = models.input_sizes(name)
+        check(size in sizes, f"config.model.input_size={size!r} is not supported by model "
+                             f"{name!r}; supported: {', '.join(map(str, sizes))}")
+        if spec is not None:
+            line_model = models.is_line_model(name)
+            check(line_model == (spec.kind == "line"),
+                  f"config.model.name={name!r} is a{' line' if line_model else 'n image'} model "
+                  f"but config.dataset={config.dataset!r} holds {spec.kind} data")
+    check(config.model.dtype in DTYPES,
+          f"config.model.dtype={config.model.dtype!r} must be one of {', '.join(DTYPES)}")
+
+    check(isinstance(config.batch_size, int) and config.batch_size > 0,
+          f"config.batch_size={config.batch_size!r} must be a positive integer")
+    if isinstance(config.batch_size, int) and config.batch_size > 0:
+        check(config.batch_size % jax.device_count() == 0,
+              f"config.batch_size={config.batch_size} must be divisible by the number of "
+              f"devices ({jax.device_count()})")
+    for field in ("num_epochs", "steps_per_call", "checkpoint_every_steps", "keep_checkpoints",
+                  "log_every_steps", "shuffle_buffer"):
+        value = config[field]
+        check(isinstance(value, int) and value > 0,
+              f"config.{field}={value!r} must be a positive integer")
+    for field in ("eval_every_epochs", "max_steps", "seed"):
+        value = config[field]
+        check(isinstance(value, int) and value >= 0,
+              f"config.{field}={value!r} must be a non-negative integer")
+    check(config.augment.max_shift >= 0,
+          f"config.augment.max_shift={config.augment.max_shift!r} must be >= 0")
+    check(0.0 <= config.label_smoothing < 1.0,
+          f"config.label_smoothing={config.label_smoothing!r} must be in [0, 1)")
+
+    opt = config.optimizer
+    check(opt.name in OPTIMIZERS,
+          f"config.optimizer.name={opt.name!r} must be one of {', '.join(OPTIMIZERS)}")
+    check(opt.learning_rate > 0,
+          f"config.optimizer.learning_rate={opt.learning_rate!r} must be positive")
+    check(opt.weight_decay >= 0,
+          f"config.optimizer.weight_decay={opt.weight_decay!r} must be >= 0")
+    check(0 <= opt.momentum < 1, f"config.optimizer.momentum={opt.momentum!r} must be in [0, 1)")
+    check(config.schedule in SCHEDULES,
+          f"config.schedule={config.schedule!r} must be one of {', '.join(SCHEDULES)}")
+    check(config.warmup_epochs >= 0,
+          f"config.warmup_epochs={config.warmup_epochs!r} must be >= 0")
+    check(config.input_pipeline in PIPELINES,
+          f"config.input_pipeline={config.input_pipeline!r} must be one of {', '.join(PIPELINES)}")
+
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    return spec
+
+
+# ----------------------------------------------------------------------------- model and optimizer
+
+def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
+                   ) -> tuple[optax.GradientTransformation, Callable[[int], float]]:
+    """The optax optimizer and its learning-rate schedule (over ``num_epochs`` epochs)."""
+    opt = config.optimizer
+    total = config.num_epochs * steps_per_epoch
+    if config.schedule == "constant":
+        schedule = optax.constant_schedule(opt.learning_rate)
+    elif config.schedule == "cosine":
+        schedule = optax.cosine_decay_schedule(opt.learning_rate, total)
+    else:
+        warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
+        schedule = optax.warmup_cosine_decay_schedule(0.0, opt.learning_rate, max(warmup, 1),
+                                                      total)
+    if opt.name == "adamw":
+        return optax.adamw(schedule, weight_decay=opt.weight_decay), schedule
+    if opt.name == "adam":
+        tx = optax.adam(schedule)
+    else:
+        tx = optax.sgd(schedule, momentum=opt.momentum or None)
+    if opt.weight_decay:  # L2 added to the gradient (coupled), as torch's weight_decay
+        tx = optax.chain(optax.add_decayed_weights(opt.weight_decay), tx)
+    return tx, schedule
+
+
+def _build_model(config: ml_collections.ConfigDict, spec: datasets.DatasetSpec) -> nnx.Module:
+    key = jax.random.key(config.seed)
+    rngs = nnx.Rngs(params=jax.random.fold_in(key, _PARAMS_STREAM),
+                    dropout=jax.random.fold_in(key, _DROPOUT_STREAM))
+    return models.create(config.model.name, num_classes=spec.num_classes,
+                         input_size=config.model.input_size,
+                         dtype=DTYPES[config.model.dtype], param_dtype=jnp.float32, rngs=rngs)
+
+
+def init_state(config, spec, tx, mesh) -> tuple[nnx.GraphDef, dict]:
+    """(graphdef, state): the model's structure, and the replicated training state
+    ``{"step", "params", "model_state", "opt_state"}`` initialised on the devices."""
+    graphdef = nnx.graphdef(nnx.eval_shape(lambda: _build_model(config, spec)))
+
+    def create():
+        _, params, model_state = nnx.split(_build_model(config, spec), nnx.Param, ...)
+        return {"step": jnp.zeros((), jnp.int32), "params": params,
+                "model_state": model_state, "opt_state": tx.init(params)}
+
+    return graphdef, jax.jit(create, out_shardings=input_pipeline.replicated(mesh))()
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
+    """Per-example softmax cross-entropy against (optionally smoothed) one-hot labels."""
+    targets = jax.nn.one_hot(labels, logits.shape[-1])
+    if smoothing:
+        targets = optax.smooth_labels(targets, smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+# ----------------------------------------------------------------------------- compiled steps
+
+def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train: int):
+    """The jitted functions: ``device_chunk``, ``stream_chunk`` and ``eval_batches``."""
+    seed_key = jax.random.key(config.seed)
+    data_key = jax.random.fold_in(seed_key, _DATA_STREAM)
+    augment_key = jax.random.fold_in(seed_key, _AUGMENT_STREAM)
+    batch_size, chunk = config.batch_size, config.steps_per_call
+    prep = dict(kind=spec.kind, input_size=config.model.input_size)
+    max_shift = config.augment.max_shift
+    on_batch = input_pipeline.batch_sharded(mesh)
+    replicated = input_pipeline.replicated(mesh)
+
+    def train_step(state, features, labels):
+        features = jax.lax.with_sharding_constraint(features, on_batch)
+        labels = jax.lax.with_sharding_constraint(labels, on_batch)
+        x = input_pipeline.preprocess(features, max_shift=max_shift,
+                                      key=jax.random.fold_in(augment_key, state["step"]), **prep)
+
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params, state["model_state"])
+            model.train()
+            logits = model(x)
+            loss = cross_entropy(logits, labels, config.label_smoothing).mean()
+            _, _, model_state = nnx.split(model, nnx.Param, ...)
+            return loss, (logits, model_state)
+
+        (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+                 "model_state": model_state, "opt_state": opt_state}
+        accuracy = (jnp.argmax(logits, -1) == labels).mean()
+        return state, {"loss": loss, "accuracy": accuracy}
+
+    def skip_step(state):
+        return state, {"loss": jnp.zeros(()), "accuracy": jnp.zeros(())}
+
+    def device_chunk(state, train_features, train_labels, end_step):
+        """Steps ``state.step .. end_step`` (at most ``chunk``), gathering batches on device."""
+        def body(carry, _):
+            state, perm, perm_epoch = carry
+            step = state["step"]
+            epoch, position = step // steps_per_epoch, step % steps_per_epoch
+
+            def run(state, perm, perm_epoch):
+                perm = jax.lax.cond(
+                    epoch == perm_epoch, lambda: perm,
+                    lambda: input_pipeline.epoch_permutation(data_key, epoch, num_train))
+                idx = input_pipeline.batch_indices(perm, position, batch_size)
+                state, out = train_step(state, jnp.take(train_features, idx, axis=0),
+                                        jnp.take(train_labels, idx, axis=0))
+                return (state, perm, epoch), out
+
+            def skip(state, perm, perm_epoch):
+                state, out = skip_step(state)
+                return (state, perm, perm_epoch), out
+
+            return jax.lax.cond(step < end_step, run, skip, state, perm, perm_epoch)
+
+        carry = (state, jnp.zeros((num_train,), jnp.int32), jnp.int32(-1))
+        (state, _, _), out = jax.lax.scan(body, carry, length=chunk)
+        return state, out
+
+    def stream_chunk(state, features, labels, end_step):
+        """Like ``device_chunk`` over given batches: features (chunk, B, ...)."""
+        def body(state, batch):
+            return jax.lax.cond(state["step"] < end_step, train_step, lambda s, f, l: skip_step(s),
+                                state, *batch)
+
+        return jax.lax.scan(body, state, (features, labels))
+
+    def eval_batch(state, features, labels, mask):
+        features = jax.lax.with_sharding_constraint(features, on_batch)
+        x = input_pipeline.preprocess(features, **prep)
+        model = nnx.merge(graphdef, state["params"], state["model_state"])
+        model.eval()
+        logits = model(x)
+        mask = mask.astype(jnp.float32)
+        loss_sum = (cross_entropy(logits, labels) * mask).sum()
+        predictions = jnp.argmax(logits, -1).astype(jnp.int32)
+        correct = ((predictions == labels) * mask).sum()
+        return loss_sum, correct, predictions
+
+    def eval_batches(state, features, labels, mask):
+        """Sum of loss, number correct and predictions over whole padded splits (N = k * B)."""
+        num_batches = labels.shape[0] // batch_size
+
+        def body(totals, i):
+            batch = [jax.lax.dynamic_slice_in_dim(a, i * batch_size, batch_size)
+                     for a in (features, labels, mask)]
+            loss_sum, correct, predictions = eval_batch(state, *batch)
+            return (totals[0] + loss_sum, totals[1] + correct), predictions
+
+        (loss_sum, correct), predictions = jax.lax.scan(
+            body, (jnp.zeros(()), jnp.zeros(())), jnp.arange(num_batches))
+        return loss_sum, correct, predictions.reshape(-1)
+
+    jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=replicated)  # noqa: E731
+    return {"device_chunk": jit(device_chunk), "stream_chunk": jit(stream_chunk),
+            "eval_batches": jax.jit(eval_batches, out_shardings=replicated)}
+
+
+# ----------------------------------------------------------------------------- data
+
+class _Data:
+    """The splits as the chosen pipeline needs them."""
+
+    def __init__(self, config, spec, mesh):
+        self.config, self.spec, self.mesh = config, spec, mesh
+        self.feature_key = "image" if spec.kind == "image" else "spectrum"
+        name, data_dir = config.dataset, config.data_dir
+        test_features, test_labels = datasets.load_arrays(name, "test", data_dir=data_dir)
+        self.test_labels = test_labels.astype(np.int32)
+        if config.input_pipeline == "device":
+            train_features, train_labels = datasets.load_arrays(name, "train", data_dir=data_dir)
+            self.num_train = len(train_labels)
+            self.train = (input_pipeline.put_replicated(train_features, mesh),
+                          input_pipeline.put_replicated(train_labels.astype(np.int32), mesh))
+            padded = input_pipeline.pad_to_batches(test_features, self.test_labels,
+                                                   config.batch_size)
+            self.test = tuple(input_pipeline.put_replicated(a, mesh) for a in padded)
+        else:
+            import tensorflow_datasets as tfds
+
+            builder = tfds.builder(name, data_dir=data_dir)
+            self.num_train = builder.info.splits["train"].num_examples
+            self.train = self.test = None
+            self.train_dtype = test_features.dtype
+            self.feature_shape = test_features.shape[1:]
+
+    def stream(self, start_step: int, steps_per_epoch: int):
+        return input_pipeline.tfdata_train_batches(
+            self.config.dataset, data_dir=self.config.data_dir, feature_key=self.feature_key,
+            batch_size=self.config.batch_size, seed=self.config.seed, start_step=start_step,
+            steps_per_epoch=steps_per_epoch, shuffle_buffer=self.config.shuffle_buffer)
+
+    def stream_chunk(self, batches, num_steps: int):
+        """(features, labels) global arrays (chunk, B, ...) of the next ``num_steps`` batches,
+        padded with zeros to the chunk length (the padded steps are skipped on device)."""
+        chunk, local_batch = self.config.steps_per_call, self.config.batch_size // jax.process_count()
+        features = np.zeros((chunk, local_batch, *self.feature_shape), self.train_dtype)
+        labels = np.zeros((chunk, local_batch), np.int32)
+        for i in range(num_steps):
+            features[i], labels[i] = next(batches)
+        return (input_pipeline.global_batch(features, self.mesh, leading_axes=1),
+                input_pipeline.global_batch(labels, self.mesh, leading_axes=1))
+
+
+def evaluate(data: _Data, eval_batches, state) -> dict[str, Any]:
+    """Test loss, accuracy and predictions over the whole test split (padding masked)."""
+    n = len(data.test_labels)
+    if data.test is not None:
+        loss_sum, correct, predictions = jax.device_get(eval_batches(state, *data.test))
+        return {"loss": float(loss_sum) / n, "accuracy": float(correct) / n,
+                "predictions": np.asarray(predictions)[:n], "labels": data.test_labels}
+    loss_sum = correct = 0.0
+    predictions, labels = [], []
+    batches = input_pipeline.tfdata_eval_batches(
+        data.config.dataset, data_dir=data.config.data_dir, feature_key=data.feature_key,
+        batch_size=data.config.batch_size)
+    for features, batch_labels, mask in batches:
+        arrays = [input_pipeline.global_batch(a, data.mesh)
+                  for a in (features, batch_labels, mask)]
+        batch_loss, batch_correct, batch_predictions = jax.device_get(
+            eval_batches(state, *arrays))
+        loss_sum += float(batch_loss)
+        correct += float(batch_correct)
+        predictions.append(np.asarray(batch_predictions))
+    predictions = np.concatenate(predictions)[:n]
+    return {"loss": loss_sum / n, "accuracy": correct / n, "predictions": predictions,
+            "labels": data.test_labels}
+
+
+# ----------------------------------------------------------------------------- the loop
+
+class _Preemption:
+    """SIGTERM sets a flag; the loop checkpoints at the next chunk boundary and exits."""
+
+    def __init__(self):
+        self.requested = threading.Event()
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, lambda *_: self.requested.set())
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def agreed(self) -> bool:
+        """True when any process was asked to stop (all processes stop at the same step)."""
+        flag = self.requested.is_set()
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            flag = bool(np.max(multihost_utils.process_allgather(np.int32(flag))))
+        return flag
+
+
+def _format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint), evaluate on the
+    test split, write results.json, metrics.jsonl, TensorBoard events, confusion_matrix.png.
+
+    Returns the results dict, or ``{"preempted": True, "step": ...}`` when SIGTERM stopped it.
+    Raises ConfigError, datasets.DatasetNotFoundError, NonFiniteLossError.
+    """
+    wall_start = time.time()
+    spec = validate(config)
+    workdir = Path(workdir)
+    lead = jax.process_index() == 0
+    if lead:
+        workdir.mkdir(parents=True, exist_ok=True)
+    mesh = input_pipeline.make_mesh()
+    data = _Data(config, spec, mesh)
+    batch_size = config.batch_size
+    steps_per_epoch = input_pipeline.steps_per_epoch(data.num_train, batch_size)
+    if steps_per_epoch == 0:
+        raise ConfigError(f"config.batch_size={batch_size} exceeds the {data.num_train} "
+                          f"training examples of {config.dataset}")
+    total_steps = config.num_epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    chunk = config.steps_per_call
+
+    tx, schedule = make_optimizer(config, steps_per_epoch)
+    graphdef, state = init_state(config, spec, tx, mesh)
+    manager = checkpointing.open_manager(workdir / "checkpoints", config.keep_checkpoints)
+    log = metrics.MetricsLog(workdir, enabled=lead)
+    try:
+        state, restored_step = checkpointing.restore_latest(manager, state)
+        start_step = int(jax.device_get(state["step"]))
+        if restored_step is not None:
+            logging.info("Resuming from checkpoint at step %d in %s", start_step, manager.directory)
+        logging.info("%s on %s: %d train examples, %d steps/epoch, %d steps, batch %d on %d %s "
+                     "device(s)", config.model.name, config.dataset, data.num_train,
+                     steps_per_epoch, total_steps, batch_size, jax.device_count(),
+                     jax.devices()[0].platform)
+
+        steps = make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, data.num_train)
+        compile_start = time.time()
+        end_arg = np.int32(0)
+        if data.train is not None:
+            train_chunk = steps["device_chunk"].lower(state, *data.train, end_arg).compile()
+            eval_fn = steps["eval_batches"].lower(state, *data.test).compile()
+            call_chunk = lambda state, end, _: train_chunk(state, *data.train, np.int32(end))  # noqa: E731
+        else:
+            batches = data.stream(start_step, steps_per_epoch)
+            example = data.stream_chunk(iter(()), 0)
+            train_chunk = steps["stream_chunk"].lower(state, *example, end_arg).compile()
+            eval_fn = steps["eval_batches"]
+            call_chunk = lambda state, end, n: train_chunk(  # noqa: E731
+                state, *data.stream_chunk(batches, n), np.int32(end))
+        compile_seconds = time.time() - compile_start
+        logging.info("Compiled the training chunk (%d steps/call) in %.1f s", chunk,
+                     compile_seconds)
+
+        with _Preemption() as preemption:
+            outcome = _train_loop(config, state, call_chunk, eval_fn, data, manager, log,
+                                  preemption, schedule, start_step, total_steps, steps_per_epoch)
+        if outcome["preempted"]:
+            manager.wait_until_finished()
+            logging.warning("SIGTERM: saved a checkpoint at step %d in %s and stopped; rerun the "
+                            "same command to resume.", outcome["step"], manager.directory)
+            return {"preempted": True, "step": outcome["step"],
+                    "checkpoint_dir": str(manager.directory)}
+        state = outcome["state"]
+
+        evaluation = evaluate(data, eval_fn, state)
+        log.write("test", total_steps, {"epoch": total_steps / steps_per_epoch,
+                                        "loss": evaluation["loss"],
+                                        "accuracy": evaluation["accuracy"]})
+        manager.wait_until_finished()
+        results = metrics.classification_report(evaluation["labels"], evaluation["predictions"],
+                                                spec.class_names)
+        results.update({
+            "dataset": config.dataset,
+            "synthetic": bool(spec.synthetic),
+            "model": config.model.name,
+            "test_loss": evaluation["loss"],
+            "steps": total_steps,
+            "epochs": total_steps / steps_per_epoch,
+            "train_examples": data.num_train,
+            "test_examples": len(data.test_labels),
+            "seed": config.seed,
+            "config": json.loads(config.to_json_best_effort()),
+            "devices": {"count": jax.device_count(), "platform": jax.devices()[0].platform,
+                        "kind": jax.devices()[0].device_kind,
+                        "processes": jax.process_count()},
+            "git_commit": _git_commit(),
+            "wall_time_s": time.time() - wall_start,
+            "compile_time_s": compile_seconds,
+            "train_examples_per_s": outcome["examples_per_s"],
+            "resumed_from_step": restored_step,
+        })
+        if lead:
+            metrics.write_json(workdir / "results.json", results)
+            metrics.plot_confusion_matrix(
+                workdir / "confusion_matrix.png", results["confusion_matrix"], spec.class_names,
+                title=f"{config.dataset}{' (SYNTHETIC)' if spec.synthetic else ''}\n"
+                      f"{config.model.name}: test accuracy {results['accuracy']:.3f}")
+        logging.info("Test accuracy %.4f (loss %.4f) on %d examples of %s%s; results in %s",
+                     results["accuracy"], evaluation["loss"], len(data.test_labels),
+                     config.dataset, " (SYNTHETIC)" if spec.synthetic else "", workdir)
+        return results
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        log.close()
+
+
+def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preemption, schedule,
+                start_step: int, total_steps: int, steps_per_epoch: int) -> dict[str, Any]:
+    """Dispatch chunks until ``total_steps``; metrics are read one chunk late so the devices
+    never wait for Python, except before checkpoints and evaluations, which must know that
+    every step so far was finite."""
+    batch_size, chunk = config.batch_size, config.steps_per_call
+    every = config.checkpoint_every_steps
+    pending: list[tuple[int, int, Any]] = []  # (first step, steps, metrics on device)
+    window = {"loss": [], "accuracy": [], "time": time.time(), "step": start_step}
+    last_saved = start_step if manager.latest_step() == start_step else None
+    excluded = 0.0  # seconds of evaluation and checkpointing inside the timed span
+    timing = None  # (time, step) after the first chunk: throughput excludes the warm-up call
+
+    def read(keep_last: bool):
+        while len(pending) > int(keep_last):
+            first, n, out = pending.pop(0)
+            out = jax.device_get(out)
+            loss, accuracy = np.asarray(out["loss"])[:n], np.asarray(out["accuracy"])[:n]
+            bad = np.flatnonzero(~np.isfinite(loss))
+            if bad.size:
+                kept = (f"the last good checkpoint is step {last_saved} in {manager.directory}"
+                        if last_saved is not None else "no checkpoint was saved")
+                raise NonFiniteLossError(
+                    f"training loss is {loss[bad[0]]} at step {first + bad[0] + 1} "
+                    f"(epoch {(first + bad[0]) // steps_per_epoch + 1}); stopping. The bad "
+                    f"state was not saved; {kept}. Try a lower "
+                    f"config.optimizer.learning_rate (now {config.optimizer.learning_rate}).")
+            window["loss"].extend(loss.tolist())
+            window["accuracy"].extend(accuracy.tolist())
+            done = first + n
+            if done // config.log_every_steps > first // config.log_every_steps or done == total_steps:
+                now = time.time()
+                rate = (done - window["step"]) * batch_size / max(now - window["time"], 1e-9)
+                eta = (total_steps - done) * batch_size / rate if rate else float("inf")
+                values = {"epoch": done / steps_per_epoch,
+                          "loss": float(np.mean(window["loss"])),
+                          "accuracy": float(np.mean(window["accuracy"])),
+                          "learning_rate": float(schedule(done - 1)),
+                          "examples_per_s": rate}
+                log.write("train", done, values)
+                logging.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.4f  lr %.2e  "
+                             "%.0f examples/s  ETA %s", done, total_steps, values["epoch"],
+                             values["loss"], values["accuracy"],
+                             values["learning_rate"], rate, _format_eta(eta))
+                window.update(loss=[], accuracy=[], time=now, step=done)
+
+    step = start_step
+    while step < total_steps:
+        end = min(total_steps, (step // chunk + 1) * chunk)  # chunk ends: multiples of chunk
+        state, out = call_chunk(state, end, end - step)
+        pending.append((step, end - step, out))
+        previous, step = step, end
+        if timing is None:
+            read(keep_last=False)
+            timing = (time.time(), step)
+        else:
+            read(keep_last=True)
+
+        preempted = preemption.agreed()
+        checkpoint_due = previous // every != step // every or step == total_steps or preempted
+        completed_epochs = step // steps_per_epoch
+        eval_due = (config.eval_every_epochs and step < total_steps and
+                    completed_epochs > previous // steps_per_epoch and
+                    completed_epochs % config.eval_every_epochs == 0)
+        if checkpoint_due or eval_due:
+            read(keep_last=False)
+            began = time.time()
+            if eval_due:
+                result = evaluate(data, eval_fn, state)
+                log.write("test", step, {"epoch": step / steps_per_epoch,
+                                         "loss": result["loss"], "accuracy": result["accuracy"]})
+                logging.info("epoch %d: test loss %.4f  test accuracy %.4f", completed_epochs,
+                             result["loss"], result["accuracy"])
+            if checkpoint_due:
+                checkpointing.save(manager, step, state)
+                last_saved = step
+            excluded += time.time() - began
+        if preempted:
+            return {"preempted": True, "step": step}
+
+    read(keep_last=False)
+    jax.block_until_ready(state)
+    examples_per_s = None
+    if timing is not None and step > timing[1]:
+        examples_per_s = (step - timing[1]) * batch_size / max(
+            time.time() - timing[0] - excluded, 1e-9)
+    return {"preempted": False, "state": state, "examples_per_s": examples_per_s}
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10,
+                                env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None

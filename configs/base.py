@@ -1,0 +1,48 @@
+"""Shared defaults of the deep-learning experiments; each configs/<experiment>.py overrides a few.
+
+Any field can be overridden on the command line, e.g. ``--config.batch_size=256``,
+``--config.model.dtype=bfloat16``, ``--config.data_dir=/data/tfds``.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.kind = "deep"  # "classical" configs go to astrospectra_jax.classical instead
+
+    # TFDS name: astrospectra_mnist/{v1,v2}[_synthetic[_mini]], line_astro_spectra/..., fashion_mnist.
+    config.dataset = "astrospectra_mnist/v2"
+    config.data_dir = config_dict.placeholder(str)  # None: the TFDS default (~/tensorflow_datasets)
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "simplecnn2"
+    config.model.input_size = 28  # image side (28 native, 224 upsampled on device) or 721 (line)
+    config.model.dtype = "float32"  # compute dtype; "bfloat16" on GPU/TPU. Params stay float32.
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "adam"  # adam | adamw | sgd
+    config.optimizer.learning_rate = 1e-3
+    config.optimizer.weight_decay = 0.0  # decoupled for adamw, L2 in the gradient otherwise
+    config.optimizer.momentum = 0.9  # sgd only
+    config.schedule = "constant"  # constant | cosine | warmup_cosine
+    config.warmup_epochs = 1.0  # warmup_cosine only
+
+    config.num_epochs = 20
+    config.max_steps = 0  # > 0: stop after this many steps (short throughput runs)
+    config.batch_size = 128  # global, split over all devices
+    config.label_smoothing = 0.0
+    config.augment = ml_collections.ConfigDict()
+    config.augment.max_shift = 0  # > 0: random shift along wavelength by up to this many bins
+    config.seed = 0
+
+    config.input_pipeline = "device"  # device: splits live on the accelerators | tfdata: streamed
+    config.shuffle_buffer = 50_000  # tfdata only
+    config.steps_per_call = 20  # training steps per compiled call (lax.scan)
+    config.checkpoint_every_steps = 1000
+    config.keep_checkpoints = 3
+    config.eval_every_epochs = 1  # 0: evaluate only at the end
+    config.log_every_steps = 100
+    config.distributed = False  # True: jax.distributed.initialize() (multi-host TPU/GPU)
+    return config

@@ -1,0 +1,30 @@
+"""python main.py --config=configs/classical_line_v1.py --workdir=runs/classical_line_v1
+
+The classical scikit-learn grid (89 configurations) on LineAstroSpectra-v1 line vectors against
+the images of the same objects (the paper's Table 1-2).
+
+Without the real data (simulated spectra, labelled synthetic in every result file):
+
+    python main.py --config=configs/classical_line_v1.py --config.dataset=line_astro_spectra/v1_synthetic --workdir=runs/classical_line_v1_synthetic
+
+Subsets: ``--config.classifiers=RandomForestClassifier,SGDClassifier``, ``--config.rows=0,1,2``;
+a quick look: ``--config.train_subsample=1000``. Rerunning a command resumes: finished
+configurations are read back from ``<workdir>/classical_store/``. On a Dask cluster:
+``--config.backend=dask --config.scheduler_address=tcp://HOST:8786``.
+
+Next to the paper's image column, the line table shows our image accuracy where the image grid
+on the matching dataset has been run: pass its workdir,
+``--config.image_workdir=runs/classical_v1`` (or ``runs/classical_v1_synthetic`` for the
+synthetic variant).
+
+Runtime and accuracy: see README.
+"""
+
+from astrospectra_jax import classical
+
+
+def get_config():
+    config = classical.base_config()
+    config.dataset = "line_astro_spectra/v1"
+    config.time_budget_s = 3600.0  # per configuration: about an hour; 0 = no limit
+    return config

@@ -1,0 +1,194 @@
+"""Model zoo: registry, torchvision parameter counts, shapes, train/eval modes, learning, bf16."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from astrospectra_jax import models
+from astrospectra_jax.models import layers
+
+IMAGE_MODELS = [name for name in models.MODEL_NAMES if not models.is_line_model(name)]
+BIG_MODELS = ["alexnet", "vgg16", "googlenet", "resnet18", "mobilenetv2"]
+
+# torchvision's architectures with a 1-channel stem and a 3-class head (weights + biases,
+# batch-norm scale + bias, no running statistics).
+TORCHVISION_COUNTS = {
+    "resnet18": 11_171_779,
+    "alexnet": 57_000_643,
+    "vgg16": 134_271_683,
+    "mobilenetv2": 2_227_139,
+    "googlenet": 5_596_707,
+}
+
+
+def rngs(seed=0):
+    return nnx.Rngs(params=seed, dropout=seed + 1)
+
+
+def batch(name, size, n, seed=0):
+    """A fixed, standardised batch with learnable labels: class k is pattern k plus noise."""
+    key_x, key_p = jax.random.split(jax.random.key(seed))
+    shape = (n, size) if models.is_line_model(name) else (n, size, size, 1)
+    labels = jnp.arange(n) % 3
+    patterns = jax.random.normal(key_p, (3,) + shape[1:])
+    x = patterns[labels] + 0.3 * jax.random.normal(key_x, shape)
+    if models.is_line_model(name):
+        x = 100.0 * (2.0 + x)  # flux-like values, far from unit scale
+    return x, labels
+
+
+def forward(model, x):
+    """Jitted forward pass (shapes are static, so the compiled function is reused)."""
+    graphdef, state = nnx.split(model)
+    return jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))(state, x)
+
+
+def test_registry():
+    assert models.MODEL_NAMES == ("simplecnn1", "simplecnn2", "lenet", "alexnet", "vgg16",
+                                  "googlenet", "resnet18", "mobilenetv2", "conv1d")
+    assert models.input_sizes("resnet18") == (28, 224)
+    assert models.input_sizes("lenet") == (28,)
+    assert models.input_sizes("conv1d") == (721,)
+    assert models.is_line_model("conv1d") and not models.is_line_model("vgg16")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: models.create("resnet50", rngs=rngs()),
+    lambda: models.input_sizes("resnet50"),
+    lambda: models.is_line_model("resnet50"),
+])
+def test_unknown_name_lists_known_models(call):
+    with pytest.raises(ValueError, match=r"resnet50.*simplecnn1.*conv1d"):
+        call()
+
+
+@pytest.mark.parametrize("name,size", [("lenet", 224), ("resnet18", 32), ("conv1d", 28)])
+def test_unsupported_input_size(name, size):
+    allowed = ", ".join(map(str, models.input_sizes(name)))
+    with pytest.raises(ValueError, match=rf"input_size={size}.*{allowed}"):
+        models.create(name, input_size=size, rngs=rngs())
+
+
+def test_wrong_input_shape_is_a_clear_error():
+    model = nnx.eval_shape(lambda: models.create("resnet18", input_size=224, rngs=rngs()))
+    with pytest.raises(ValueError, match=r"input_size=224.*\(B, 224, 224, 1\).*\(2, 28, 28, 1\)"):
+        model(jnp.zeros((2, 28, 28, 1)))
+    line = models.create("conv1d", rngs=rngs())
+    with pytest.raises(ValueError, match="721"):
+        line(jnp.zeros((2, 720)))
+
+
+@pytest.mark.parametrize("name,expected", [*TORCHVISION_COUNTS.items(), ("lenet", 61_111)])
+def test_parameter_counts(name, expected):
+    size = max(models.input_sizes(name))
+    model = nnx.eval_shape(lambda: models.create(name, input_size=size, rngs=rngs()))
+    assert models.param_count(model) == expected
+    leaves = jax.tree.leaves(nnx.state(model, nnx.Param))
+    assert sum(math.prod(leaf.shape) for leaf in leaves) == expected
+
+
+def test_default_input_size_is_the_first_supported():
+    assert models.create("conv1d", rngs=rngs()).input_size == 721
+    assert models.create("mobilenetv2", rngs=rngs()).input_size == 28
+
+
+@pytest.mark.parametrize("name,size", [(n, s) for n in models.MODEL_NAMES
+                                       for s in models.input_sizes(n)])
+def test_forward_shape(name, size):
+    n = 1 if size == 224 else 2
+    model = models.create(name, input_size=size, rngs=rngs())
+    model.eval()
+    x, _ = batch(name, size, n)
+    logits = forward(model, x)
+    assert logits.shape == (n, 3) and logits.dtype == jnp.float32
+    assert np.isfinite(np.asarray(logits)).all()
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_bfloat16_compute(name):
+    size = models.input_sizes(name)[0]
+    model = models.create(name, input_size=size, dtype=jnp.bfloat16, rngs=rngs())
+    model.eval()
+    params = jax.tree.leaves(nnx.state(model, nnx.Param))
+    assert {p.dtype for p in params} == {jnp.dtype(jnp.float32)}
+    x, _ = batch(name, size, 2)
+    graphdef, state = nnx.split(model)
+    jaxpr = str(jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, x))
+    convs = [line for line in jaxpr.splitlines() if "conv_general_dilated" in line]
+    assert convs and all("bf16" in line for line in convs)  # the convolutions run in bf16
+    logits = forward(model, x)
+    assert logits.dtype == jnp.float32 and logits.shape == (2, 3)
+    assert np.isfinite(np.asarray(logits)).all()
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_adam_steps_lower_the_loss(name):
+    size = models.input_sizes(name)[0]
+    model = models.create(name, input_size=size, rngs=rngs())
+    model.train()
+    optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    x, labels = batch(name, size, 6)
+
+    @nnx.jit
+    def step(model, optimizer):
+        def loss_fn(model):
+            logits = model(x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    losses = [float(step(model, optimizer)) for _ in range(8)]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_train_and_eval_modes():
+    model = models.create("simplecnn2", rngs=rngs())
+    x, _ = batch("simplecnn2", 28, 4)
+    stats = lambda: np.asarray(model.bn_fc1.mean[...]).copy()  # noqa: E731
+    model.eval()
+    before = stats()
+    np.testing.assert_array_equal(model(x), model(x))  # no dropout, running statistics
+    np.testing.assert_array_equal(stats(), before)
+    model.train()
+    first, second = model(x), model(x)
+    assert not np.allclose(first, second)  # fresh dropout masks from the "dropout" stream
+    assert not np.allclose(stats(), before)  # running statistics updated
+
+
+def test_conv1d_accepts_both_layouts_and_any_flux_scale():
+    model = models.create("conv1d", rngs=rngs())
+    model.eval()
+    x, _ = batch("conv1d", 721, 3)
+    logits = forward(model, x)
+    np.testing.assert_allclose(forward(model, x[..., None]), logits, rtol=1e-6)
+    np.testing.assert_allclose(forward(model, 1e-3 * x), logits, rtol=1e-4, atol=1e-5)
+
+
+def test_max_pool_matches_torch_output_sizes():
+    # torch: MaxPool2d(3, 2, ceil_mode=True) 112 -> 56; MaxPool2d(2, ceil_mode=True) 7 -> 4;
+    # MaxPool2d(3, 2, padding=1) 112 -> 56; MaxPool2d(3, 2) 55 -> 27.
+    assert layers.max_pool(jnp.zeros((1, 112, 112, 1)), 3, 2, ceil_mode=True).shape[1] == 56
+    assert layers.max_pool(jnp.zeros((1, 7, 7, 1)), 2, ceil_mode=True).shape[1] == 4
+    assert layers.max_pool(jnp.zeros((1, 112, 112, 1)), 3, 2, padding=1).shape[1] == 56
+    assert layers.max_pool(jnp.zeros((1, 55, 55, 1)), 3, 2).shape[1] == 27
+    # Padding never wins the max, even for negative inputs.
+    assert float(layers.max_pool(-jnp.ones((1, 7, 7, 1)), 2, ceil_mode=True).max()) == -1.0
+
+
+def test_adaptive_avg_pool_matches_torch_bins():
+    x = jnp.arange(2 * 5 * 7 * 3, dtype=jnp.float32).reshape(2, 5, 7, 3)
+    pooled = np.asarray(layers.adaptive_avg_pool(x, (3, 4)))
+    for i in range(3):
+        for j in range(4):
+            rows = slice(i * 5 // 3, math.ceil((i + 1) * 5 / 3))
+            cols = slice(j * 7 // 4, math.ceil((j + 1) * 7 / 4))
+            np.testing.assert_allclose(pooled[:, i, j], np.asarray(x)[:, rows, cols].mean((1, 2)))
+    assert layers.adaptive_avg_pool(x, (5, 7)) is x

@@ -1,0 +1,1 @@
+"""The astrospectra_mnist TFDS builder (28x28 images)."""

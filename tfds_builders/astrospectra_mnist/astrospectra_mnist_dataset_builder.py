@@ -1,0 +1,121 @@
+"""astrospectra_mnist: LAMOST spectra as 28x28 grayscale images (AstroSpectra-MNIST).
+
+Configs ``v1`` (STAR / GALAXY / QSO) and ``v2`` (F / G / K) read the Kaggle download (manual);
+``v1_synthetic`` / ``v2_synthetic`` (the paper's split sizes) and ``*_synthetic_mini`` are
+simulated offline and are NOT LAMOST data.
+"""
+
+from __future__ import annotations
+
+from absl import logging
+from etils import epath
+import tensorflow_datasets as tfds
+
+from astrospectra_jax import convert
+from tfds_builders import common
+from tfds_builders.astrospectra_mnist import kaggle_layout
+
+_DESCRIPTION = """\
+AstroSpectra-MNIST: LAMOST low-resolution spectra turned into 28x28 grayscale images, one per
+spectrum, in the MNIST format. v1 separates STAR / GALAXY / QSO (8000 train, 1000 test), v2 the
+stellar types F / G / K (42454 train, 7546 test). Images of the synthetic configs follow the
+project's recipe (3601-point grid 3700-9100 A, mean over 784 bins, min-max scaled to 0..255).
+"""
+
+_CITATION = """\
+@misc{astrospectra_mnist,
+  title = {AstroSpectra-MNIST: a benchmark of LAMOST spectra as images},
+  howpublished = {\\url{https://www.kaggle.com/datasets/zzuygs/astrospectra-mnist-dataset}},
+}
+"""
+
+
+def find_manual_data(manual_dir, task: str) -> epath.Path | None:
+    """The ``AstroSpectra-MNIST-<task>`` folder under ``manual_dir``, else the Kaggle zip."""
+    manual_dir = epath.Path(manual_dir)
+    if not manual_dir.is_dir():
+        return None
+    found = next(common.find_dirs(manual_dir, f"AstroSpectra-MNIST-{task}"), None)
+    if found is None:
+        found = next((p for p in common.find_files(manual_dir, ".zip")
+                      if "astrospectra" in p.name.lower()), None)
+    return found
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+    """AstroSpectra-MNIST images: real (Kaggle, manual download) and simulated configs."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    BUILDER_CONFIGS = common.make_configs(
+        "LAMOST DR1 spectra as images, from the Kaggle download (manual)")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+    Configs v1 and v2 need the Kaggle dataset {common.KAGGLE_DATASET}:
+      {common.KAGGLE_URL}
+    Download it (web page, or `kaggle datasets download {common.KAGGLE_DATASET}`) and put
+    {common.KAGGLE_ZIP} -- or the folder extracted from it -- into the manual folder,
+    {common.DEFAULT_MANUAL_DIR} by default (<data_dir>/downloads/manual/ for another
+    --data_dir). The AstroSpectra-MNIST-v1 / AstroSpectra-MNIST-v2 folders are found at any
+    depth below it. Folders written by `python -m astrospectra_jax.convert` work too.
+    Offline, use the simulated configs astrospectra_mnist/v1_synthetic or v2_synthetic
+    (not LAMOST data).
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        config = self.builder_config
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=common.describe(_DESCRIPTION, config),
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=kaggle_layout.IMAGE_SHAPE),
+                "label": tfds.features.ClassLabel(names=config.class_names),
+                "id": tfds.features.Text(),
+            }),
+            supervised_keys=("image", "label"),
+            homepage=common.KAGGLE_URL,
+            citation=_CITATION,
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        config = self.builder_config
+        if config.synthetic:
+            return {"train": self._generate_examples("train", num=config.num_train),
+                    "test": self._generate_examples("test", num=config.num_test)}
+        task_dir = self._locate(dl_manager, config.task)
+        for split in convert.SPLITS:  # fail before writing anything
+            kaggle_layout.split_paths(task_dir, split, config.task)
+        return {split: self._generate_examples(split, task_dir=task_dir)
+                for split in convert.SPLITS}
+
+    def _locate(self, dl_manager, task: str) -> epath.Path:
+        manual = common.manual_dir_of(dl_manager)
+        found = None if manual is None else find_manual_data(manual, task)
+        if found is not None and not found.is_dir():  # the Kaggle zip
+            extracted = dl_manager.extract(found)
+            found = next(common.find_dirs(extracted, f"AstroSpectra-MNIST-{task}"), None)
+            if found is None:
+                raise FileNotFoundError(
+                    f"{extracted} (extracted from a zip in {manual}) holds no "
+                    f"AstroSpectra-MNIST-{task} folder.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        if found is None:
+            where = manual or getattr(dl_manager, "_manual_dir", None)
+            raise FileNotFoundError(
+                f"astrospectra_mnist/{task}: no AstroSpectra-MNIST-{task} folder or "
+                f"{common.KAGGLE_ZIP} in the manual folder {where}.\n"
+                f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        return found
+
+    def _generate_examples(self, split: str, task_dir=None, num: int = 0):
+        config = self.builder_config
+        if config.synthetic:
+            for chunk in convert.simulated_examples(config.task, num, config.seed, split):
+                for id_, image, label in zip(chunk.ids, chunk.images, chunk.labels):
+                    yield id_, {"image": image[:, :, None], "label": int(label), "id": id_}
+            return
+        csv_path, images = kaggle_layout.split_paths(task_dir, split, config.task)
+        rows = kaggle_layout.read_labels(csv_path, images, config.task)
+        logging.info("astrospectra_mnist/%s %s: %d images listed in %s", config.name, split,
+                     len(rows), csv_path)
+        for name, label in rows:
+            image = kaggle_layout.read_image(images / name)
+            yield name, {"image": image, "label": label, "id": name.rsplit(".", 1)[0]}
