@@ -7,6 +7,7 @@ the scikit-learn grid instead.
 
 from __future__ import annotations
 
+import logging as std_logging
 import sys
 
 import jax
@@ -20,9 +21,17 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and res
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+class _QuietCheckpointing(std_logging.Filter):
+    """Orbax logs every save step by step at INFO; keep its warnings and errors only."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.get_absl_handler().addFilter(_QuietCheckpointing())
     config = FLAGS.config
     if config.get("distributed", False):
         jax.distributed.initialize()

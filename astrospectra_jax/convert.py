@@ -534,17 +534,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     progress = not args.no_progress
-    if args.source == "synthetic":
-        paper_train, paper_test = PAPER_SPLIT_SIZES[args.task]
-        counts = convert_synthetic(args.out, args.task, args.train or paper_train,
-                                   args.test or paper_test, args.seed, workers=args.workers,
-                                   overwrite=args.overwrite, progress=progress)
-    else:
-        counts, _ = convert_fits(args.out, args.input, args.task,
-                                 test_fraction=args.test_fraction, seed=args.seed,
-                                 labels=args.labels, overwrite=args.overwrite, progress=progress)
+    try:
+        if args.source == "synthetic":
+            paper_train, paper_test = PAPER_SPLIT_SIZES[args.task]
+            counts = convert_synthetic(
+                args.out, args.task, paper_train if args.train is None else args.train,
+                paper_test if args.test is None else args.test, args.seed,
+                workers=args.workers, overwrite=args.overwrite, progress=progress)
+        else:
+            counts, _ = convert_fits(args.out, args.input, args.task,
+                                     test_fraction=args.test_fraction, seed=args.seed,
+                                     labels=args.labels, overwrite=args.overwrite,
+                                     progress=progress)
+    except (ValueError, OSError) as err:  # bad input: one line naming the file or option
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(f"wrote {kaggle_dir(args.out, args.task)} and {line_dir(args.out, args.task)}: "
           + ", ".join(f"{split} {n}" for split, n in counts.items()))
     return 0

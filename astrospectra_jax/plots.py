@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -57,7 +58,7 @@ def accuracy_bars(path, labels: Sequence[str], ours: Sequence[float],
     low = max(0.0, min(finite) - 0.1) if finite else 0.0
     ax.set_ylim(low, 1.0)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return save(fig, path)
 
@@ -155,8 +156,13 @@ def throughput_bars(path, labels: Sequence[str], rates: Sequence[float],
     y = np.arange(len(labels))
     ax.barh(y, rates, xerr=errors, capsize=3, color="tab:green")
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("training examples / s (mean over seeds; log scale)")
+    positive = [r for r in rates if r > 0]
+    log = bool(positive) and max(positive) / min(positive) > 20  # wide spread: log scale
+    if log:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("training examples / s (mean ± std over seeds"
+                  + ("; log scale)" if log else ")"))
     ax.set_ylabel("dataset: model (input size)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3, which="both")
@@ -172,8 +178,8 @@ def classical_scatter(path, ours: Sequence[float], published: Sequence[float],
     names = list(dict.fromkeys(classifiers))
     for index, name in enumerate(names):
         chosen = np.array([c == name for c in classifiers])
-        ax.scatter(published[chosen], ours[chosen], s=18, color=plt.cm.tab20(index % 20),
-                   label=name)
+        ax.scatter(published[chosen], ours[chosen], s=20, color=plt.cm.tab10(index % 10),
+                   marker="os^D"[index // 10 % 4], label=name)
     values = np.concatenate([ours, published])
     low = max(0.0, float(values.min()) - 0.05) if values.size else 0.0
     ax.plot([low, 1], [low, 1], color="grey", linewidth=1, linestyle="--", label="ours = paper")

@@ -476,6 +476,122 @@ def _paper_best_classical(dataset: str) -> tuple[str | None, float | None]:
     return (best["classifier"], best[column]) if best and column in best else (None, None)
 
 
+def _classical_summary(result: ClassicalResult) -> dict:
+    status: dict[str, int] = defaultdict(int)
+    for r in result.rows:
+        status[r.get("status") or "?"] += 1
+    diffs = [r["difference"] for r in result.rows if r.get("difference") is not None]
+    return {"dataset": result.dataset, "workdir": str(result.workdir),
+            "synthetic": result.synthetic, "configurations": len(result.rows),
+            "status": dict(status),
+            "mean_difference": float(np.mean(diffs)) if diffs else None,
+            "median_difference": float(np.median(diffs)) if diffs else None,
+            "ours_higher": int(sum(d > 0 for d in diffs)), "compared": len(diffs)}
+
+
+def _best_per_classifier(rows: Sequence[dict]) -> dict[str, tuple[float | None, float | None]]:
+    best: dict[str, list] = {}
+    for r in rows:
+        b = best.setdefault(r["classifier"], [None, None])
+        if r.get("accuracy") is not None:
+            b[0] = max(b[0] or 0.0, r["accuracy"])
+        if r.get("paper_accuracy") is not None:
+            b[1] = max(b[1] or 0.0, r["paper_accuracy"])
+    return {name: tuple(b) for name, b in best.items()}
+
+
+def _classical_table(report: _Report, table: str, results: list[ClassicalResult],
+                     runs_dir: Path) -> list[dict]:
+    """One paper table (1-1 or 1-2) with a column group per grid found, as the paper lays it
+    out: configurations as rows, datasets side by side."""
+    line = table == "1-2"
+    title = ("Table 1-2: line vectors against images of the same objects" if line
+             else "Table 1-1: images")
+    report.add(f"### {title}", "")
+    synthetic = sorted({r.dataset for r in results if r.synthetic})
+    if synthetic:
+        report.add(f"> {_synthetic_caption(synthetic)}", "")
+    datasets = [r.dataset for r in results]
+    labels = []
+    for result in results:
+        where = os.path.relpath(result.workdir, runs_dir)
+        mark = " ⚠️SYNTHETIC" if result.synthetic else ""
+        labels.append(f"`{result.dataset}`{mark}"
+                      + (f" (`{where}`)" if datasets.count(result.dataset) > 1 else ""))
+    summaries = []
+    for label, result in zip(labels, results):
+        s = _classical_summary(result)
+        summaries.append(s)
+        text = (f"- {label}: {s['configurations']} configurations ("
+                + ", ".join(f"{n} {k}" for k, n in sorted(s["status"].items())) + ")")
+        if s["compared"]:
+            text += (f"; ours − paper over {s['compared']}: mean {s['mean_difference']:+.3f}, "
+                     f"median {s['median_difference']:+.3f}, ours higher in {s['ours_higher']}")
+        report.add(text + f"; from `{result.workdir}`")
+    report.add("")
+
+    best = [_best_per_classifier(r.rows) for r in results]
+    classifiers = sorted({c for b in best for c in b},
+                         key=lambda c: -max((b.get(c, (None,))[0] or 0.0) for b in best))
+    header = ["classifier"]
+    for label in labels:
+        header += [f"{label} ours (best)", "paper (best)", "Δ"]
+    body = []
+    for c in classifiers:
+        cells = [c]
+        for b in best:
+            ours, theirs = b.get(c, (None, None))
+            cells += [_fmt(ours), _fmt(theirs),
+                      _signed(None if ours is None or theirs is None else ours - theirs)]
+        body.append(cells)
+    report.add("Best configuration per classifier (over the configurations run):", "")
+    report.add(*md_table(header, body))
+
+    by_row = [{r.get("row"): r for r in result.rows} for result in results]
+    keys = sorted({k for rows in by_row for k in rows},
+                  key=lambda k: int(k) if str(k).isdigit() else 10**6)
+    header = ["row", "classifier", "parameters"]
+    for label in labels:
+        header += [f"{label} ours", "paper", "Δ", "status"]
+        if line:
+            header += ["image", "image from", "line − image", "paper line − image"]
+    body = []
+    for key in keys:
+        first = next(rows[key] for rows in by_row if key in rows)
+        cells = [key, first["classifier"], first.get("params", "")]
+        for rows in by_row:
+            r = rows.get(key)
+            if r is None:
+                cells += ["—"] * (8 if line else 4)
+                continue
+            cells += [_fmt(r.get("accuracy")), _fmt(r.get("paper_accuracy")),
+                      _signed(r.get("difference")), r.get("status", "")]
+            if line:
+                cells += [_fmt(r.get("image_accuracy")), r.get("image_source") or "—",
+                          _signed(r.get("line_minus_image")),
+                          _signed(r.get("paper_line_minus_image"))]
+        body.append(cells)
+    report.add(f"<details><summary>All {len(keys)} configurations (Table {table}'s rows, "
+               "0-based)</summary>", "")
+    report.add(*md_table(header, body))
+    report.add("</details>", "")
+
+    for label, result in zip(labels, results):
+        pairs = [(r["accuracy"], r["paper_accuracy"], r["classifier"]) for r in result.rows
+                 if r.get("accuracy") is not None and r.get("paper_accuracy") is not None]
+        if not pairs:
+            continue
+        ours, theirs, names = zip(*pairs)
+        where = os.path.relpath(result.workdir, runs_dir)
+        path = plots.classical_scatter(
+            report.out / f"classical_{_slug(result.dataset)}_{_slug(where)}.png",
+            ours, theirs, names,
+            title=f"Table {table} on {_mark(result.dataset, result.synthetic)}: ours vs paper "
+                  "per configuration")
+        report.figure(path, f"classical grid on {result.dataset}: ours against the paper")
+    return summaries
+
+
 def _classical_section(report: _Report, results: list[ClassicalResult], runs_dir: Path) -> None:
     report.add("## Tables 1-1 and 1-2: classical scikit-learn grid", "")
     if not results:
@@ -483,70 +599,16 @@ def _classical_section(report: _Report, results: list[ClassicalResult], runs_dir
                    "`python main.py --config=configs/classical_v2.py --config.dataset="
                    "astrospectra_mnist/v2_synthetic --workdir=DIR/classical_v2_synthetic`._", "")
         return
+    results = sorted(results, key=lambda r: (_dataset_order(r.dataset), str(r.workdir)))
     summaries = []
-    for result in sorted(results, key=lambda r: (_dataset_order(r.dataset), str(r.workdir))):
-        line = paper.is_line_dataset(result.dataset)
-        table = "1-2" if line else "1-1"
-        where = result.workdir.relative_to(runs_dir) if result.workdir != runs_dir else "."
-        report.add(f"### Table {table} on `{result.dataset}` (`{where}`)", "")
-        if result.synthetic:
-            report.add(f"> {_synthetic_caption([result.dataset])}", "")
-        rows = result.rows
-        status = defaultdict(int)
-        for r in rows:
-            status[r.get("status") or "?"] += 1
-        diffs = [r["difference"] for r in rows if r.get("difference") is not None]
-        summary = {"dataset": result.dataset, "workdir": str(result.workdir),
-                   "synthetic": result.synthetic, "configurations": len(rows),
-                   "status": dict(status),
-                   "mean_difference": float(np.mean(diffs)) if diffs else None,
-                   "ours_higher": int(sum(d > 0 for d in diffs)), "compared": len(diffs)}
-        summaries.append(summary)
-        report.add(f"- configurations: {len(rows)} ("
-                   + ", ".join(f"{n} {s}" for s, n in sorted(status.items())) + ")")
-        if diffs:
-            report.add(f"- ours − paper over {len(diffs)} configurations: mean "
-                       f"{np.mean(diffs):+.3f}, median {np.median(diffs):+.3f}; ours higher in "
-                       f"{summary['ours_higher']}")
-        report.add("")
-        best: dict[str, dict] = {}
-        for r in rows:
-            b = best.setdefault(r["classifier"], {"ours": None, "paper": None})
-            if r.get("accuracy") is not None:
-                b["ours"] = max(b["ours"] or 0.0, r["accuracy"])
-            if r.get("paper_accuracy") is not None:
-                b["paper"] = max(b["paper"] or 0.0, r["paper_accuracy"])
-        report.add("Best configuration per classifier (over the configurations run):", "")
-        report.add(*md_table(
-            ["classifier", "ours (best)", "paper (best)", "Δ"],
-            [[name, _fmt(b["ours"]), _fmt(b["paper"]),
-              _signed(None if b["ours"] is None or b["paper"] is None else b["ours"] - b["paper"])]
-             for name, b in sorted(best.items(), key=lambda kv: -(kv[1]["ours"] or 0.0))]))
-        header = ["row", "classifier", "parameters", "ours", "paper", "Δ", "status"]
-        if line:
-            header += ["image", "image from", "line − image", "paper line − image"]
-        body = []
-        for r in rows:
-            cells = [r.get("row", ""), r["classifier"], r.get("params", ""), _fmt(r["accuracy"]),
-                     _fmt(r["paper_accuracy"]), _signed(r["difference"]), r.get("status", "")]
-            if line:
-                cells += [_fmt(r.get("image_accuracy")), r.get("image_source", ""),
-                          _signed(r.get("line_minus_image")),
-                          _signed(r.get("paper_line_minus_image"))]
-            body.append(cells)
-        report.add("<details><summary>All configurations</summary>", "")
-        report.add(*md_table(header, body))
-        report.add("</details>", "")
-        pairs = [(r["accuracy"], r["paper_accuracy"], r["classifier"]) for r in rows
-                 if r.get("accuracy") is not None and r.get("paper_accuracy") is not None]
-        if pairs:
-            ours, theirs, names = zip(*pairs)
-            path = plots.classical_scatter(
-                report.out / f"classical_{_slug(result.dataset)}_{_slug(str(where))}.png",
-                ours, theirs, names,
-                title=f"Table {table}: {_mark(result.dataset, result.synthetic)}, "
-                      "ours vs paper per configuration")
-            report.figure(path, f"classical grid on {result.dataset}: ours against the paper")
+    for table, chosen in (("1-1", [r for r in results if not paper.is_line_dataset(r.dataset)]),
+                          ("1-2", [r for r in results if paper.is_line_dataset(r.dataset)])):
+        if chosen:
+            summaries += _classical_table(report, table, chosen, runs_dir)
+        else:
+            kind = "line-vector" if table == "1-2" else "image"
+            report.add(f"### Table {table}", "", f"_No classical runs found for Table {table} "
+                       f"(no {kind} dataset grid under the runs folder)._", "")
     report.data["classical"] = summaries
 
 
@@ -584,8 +646,9 @@ def _confusion_section(report: _Report, rows: list[dict]) -> None:
         if panels:
             path = plots.confusion_grid(
                 report.out / f"confusion_{_slug(dataset)}.png", panels,
-                title=f"Confusion matrices on {_mark(dataset, synthetic)} (test split; mean "
-                      "counts over seeds, colour and first number: fraction of the true class)")
+                title=f"Confusion matrices on {_mark(dataset, synthetic)}, test split\n"
+                      "mean counts over seeds; colour and first number: fraction of the true "
+                      "class")
             report.figure(path, f"confusion matrices on {dataset}")
         if body:
             report.add("Per-class metrics on the test split (mean ± std over seeds):", "")

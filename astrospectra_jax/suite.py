@@ -1,7 +1,8 @@
 """Run the deep models of Table 2 over datasets and seeds, one ``main.py`` workdir per run.
 
     python -m astrospectra_jax.suite --dataset astrospectra_mnist/v2_synthetic --models all \\
-        --seeds 3 --runs runs/ [--input-size native|paper] [--set num_epochs=5 ...] [--dry-run]
+        --seeds 3 --runs runs/ [--input-size config|native|paper] [--set num_epochs=5 ...]
+        [--dry-run]
 
 Each run is ``main.py --config=configs/<v1|v2>_<model>.py`` (``line_<v>_conv1d.py`` for the
 line datasets; Fashion-MNIST uses the v2 configs) in
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib.util
 import json
 import os
 import shlex
@@ -36,7 +38,7 @@ CONFIG_DIR = REPO_ROOT / "configs"
 RESULTS = "results.json"
 RECORD = "suite_run.json"
 LOG = "train.log"
-INPUT_SIZE_CHOICES = ("native", "paper")
+INPUT_SIZE_CHOICES = ("config", "native", "paper")
 PAPER_INPUT_SIZE = 224  # the torchvision architectures on upsampled images
 # Fields the suite sets itself for every run; --set may not change them.
 _RESERVED = {"dataset": "--dataset", "seed": "--seeds", "model.input_size": "--input-size",
@@ -113,14 +115,41 @@ def select_models(spec: str, dataset: str) -> list[str]:
     return names
 
 
-def input_size(model: str, choice: str) -> int:
-    """``native``: the model's first size (28 or 721); ``paper``: 224 where the model has the
-    torchvision architecture, else native."""
+def config_input_size(config: Path) -> int:
+    """``model.input_size`` of a config file (its ``get_config()``)."""
+    name = f"_suite_config_{config.stem}"
+    spec = importlib.util.spec_from_file_location(name, config)
+    module = importlib.util.module_from_spec(spec)
+    added = str(REPO_ROOT) not in sys.path
+    if added:  # configs import configs.base from the repository root
+        sys.path.insert(0, str(REPO_ROOT))
+    try:
+        spec.loader.exec_module(module)
+        return int(module.get_config().model.input_size)
+    except Exception as error:
+        raise SuiteError(f"cannot read model.input_size from {config}: "
+                         f"{type(error).__name__}: {error}") from error
+    finally:
+        if added:
+            sys.path.remove(str(REPO_ROOT))
+
+
+def input_size(model: str, choice: str, config: Path | None = None) -> int:
+    """``config``: the size the config file sets; ``native``: the model's first size (28 or
+    721); ``paper``: 224 where the model has the torchvision architecture, else native."""
     from astrospectra_jax import models
 
     if choice not in INPUT_SIZE_CHOICES:
         raise SuiteError(f"--input-size {choice!r}: choose one of {', '.join(INPUT_SIZE_CHOICES)}")
     sizes = models.input_sizes(model)
+    if choice == "config":
+        if config is None:
+            raise SuiteError("--input-size config needs the config file")
+        size = config_input_size(config)
+        if size not in sizes:
+            raise SuiteError(f"{config} sets model.input_size={size}, which {model} does not "
+                             f"support ({', '.join(map(str, sizes))})")
+        return size
     if choice == "paper" and PAPER_INPUT_SIZE in sizes:
         return PAPER_INPUT_SIZE
     return sizes[0]
@@ -170,7 +199,7 @@ def parse_overrides(items: Sequence[str]) -> list[str]:
 
 
 def plan(datasets: Sequence[str], models: str, seeds: Sequence[int], runs: str | Path, *,
-         input_size_choice: str = "native", overrides: Sequence[str] = (),
+         input_size_choice: str = "config", overrides: Sequence[str] = (),
          data_dir: str | None = None, python: str = sys.executable,
          config_dir: Path = CONFIG_DIR) -> list[Run]:
     """Every (dataset, model, seed) run, in that order; raises SuiteError for a bad option
@@ -186,7 +215,7 @@ def plan(datasets: Sequence[str], models: str, seeds: Sequence[int], runs: str |
             config = config_path(dataset, model, config_dir)
             if not config.is_file():
                 raise SuiteError(f"no config for {model} on {dataset}: {config} does not exist")
-            size = input_size(model, input_size_choice)
+            size = input_size(model, input_size_choice, config)
             for seed in seeds:
                 workdir = run_dir(runs, dataset, model, size, seed)
                 command = [python, str(MAIN), f"--config={config}", f"--workdir={workdir}",
@@ -374,9 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="1",
                         help="number of seeds (3 -> 0,1,2) or a comma-separated list")
     parser.add_argument("--runs", required=True, help="folder holding one workdir per run")
-    parser.add_argument("--input-size", default="native", choices=INPUT_SIZE_CHOICES,
-                        help="native: 28x28 images; paper: 224x224 for the torchvision "
-                             "architectures, as in the paper")
+    parser.add_argument("--input-size", default="config", choices=INPUT_SIZE_CHOICES,
+                        help="config: as each config file sets it; native: 28x28 images; "
+                             "paper: 224x224 for the torchvision architectures, as in the "
+                             "paper")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="config override for every run, e.g. --set num_epochs=1 "

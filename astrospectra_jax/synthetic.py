@@ -1,30 +1,34 @@
 """Offline simulator of LAMOST-like low-resolution spectra: stars, galaxies and quasars.
 
 ``simulate(task, n, seed)`` returns spectra on ``spectra.GRID`` (3700-9100 A, observed frame,
-vacuum wavelengths like LAMOST) in LAMOST-like flux units (10^1-10^4), with class labels and the
-physical parameters of each spectrum. It is a physical model with parameters, not a set of
-templates:
+vacuum wavelengths as in LAMOST files) in LAMOST-like flux units (10^1-10^4), with labels and the
+physical parameters of every spectrum: what ``spectra.to_grid`` makes of a real file. It is a
+physical model with parameters, not a set of templates:
 
-- stars: Planck continuum at a colour temperature tied to Teff, blue line blanketing, absorption
-  features (Balmer with Stark wings, Paschen, Ca II H&K, Ca I 4227, G band, CN, Mg b, MgH, Na D,
-  neutral and ionised metal lines, Ca II triplet, O I 7774, K I, Na I 8190, TiO and CaH bands)
-  whose equivalent widths are tables in Teff scaled by [Fe/H] and log g; rotation; radial
-  velocity;
-- galaxies: light-weighted old / intermediate-age / young stellar populations (4000 A break,
-  Balmer absorption), velocity dispersion, Calzetti dust, nebular emission with star-forming,
-  AGN, LINER-like and post-starburst line ratios; redshift 0-0.5;
-- quasars: power-law continuum, Fe II and Balmer-continuum bumps, broad and narrow emission
-  lines (Ly-alpha .. H-alpha), host-galaxy light at low z, SMC-like dust, Ly-alpha forest and
-  Lyman limit; redshift 0.1-4.5;
-- along the line of sight and in the instrument: Milky Way dust (CCM 1989, R_V = 3.1) with
-  interstellar Na D, Ca II K and diffuse bands, telluric O2/H2O bands, resolution R = 1800,
-  flux-calibration wobble, the blue/red arm join near 5900 A, sky-line residuals, a throughput
-  curve, Poisson + sky noise set by a g-band S/N, and rare cosmic-ray residuals.
+- stars: Planck continuum at a colour temperature tied to Teff, blue line blanketing and the
+  Balmer jump; absorption features (Balmer with Stark wings, Paschen, Ca II H&K, Ca I 4227,
+  CH G band, CN, Mg b, MgH, Na D, ~400 strong Fe/Ca/Cr/Ti/Mn/Ni/Sr/Ba lines of the solar
+  spectrum in three excitation groups, Ca II triplet, O I 7774, K I, Na I 8190, TiO and CaH
+  bands) whose equivalent widths are tables in Teff, scaled with [Fe/H] and log g; rotation and
+  radial velocity. Classes are spectral types: giants and metal-poor stars of a type are cooler
+  than dwarfs, so classes overlap in Teff as in a survey;
+- galaxies: old / intermediate-age / young stellar populations (4000 A break, Balmer
+  absorption) with velocity dispersion and Calzetti dust; nebular emission with star-forming,
+  AGN and LINER-like line ratios (BPT), passive and post-starburst galaxies; redshift 0-0.55;
+- quasars: power-law continuum, Fe II and Balmer-continuum bumps, broad (FWHM 1800-10000 km/s)
+  and narrow emission lines from Ly-alpha to H-alpha, host-galaxy light at low z, SMC-like dust,
+  Ly-alpha/beta forest and Lyman-limit absorption; redshift 0.1-4.5;
+- line of sight and instrument: Milky Way dust (CCM 1989, R_V = 3.1) with interstellar Ca II K,
+  Na D and diffuse bands; telluric O2 / H2O residuals; resolution R = 1800; flux-calibration
+  wobble; the blue/red arm join near 5900 A; photon + sky noise set by a g-band S/N through a
+  throughput curve; sky-line residuals; cosmic rays; pipeline-masked stretches bridged the way
+  ``spectra.to_grid`` bridges them.
 
-Speed: line features are rendered as (spectra, features) @ (features, pixels) products with
-profiles precomputed on a rest-frame log-wavelength grid. Velocity pixels make the instrument
-(and any velocity broadening) a fixed Gaussian kernel, so each profile set is built once per
-broadening and cached; redshift or radial velocity is one interpolation to the observed grid.
+Speed: absorption and emission features are (spectra, features) @ (features, pixels) products
+with profiles precomputed on a rest-frame log-wavelength grid. Velocity pixels make the
+instrument (and any velocity broadening) one Gaussian kernel per broadening bin, so each profile
+set is built once and cached; radial velocity or redshift is one interpolation to the observed
+grid. Everything works on chunks of ``CHUNK_SIZE`` spectra in float32.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ SIGMA_INSTRUMENT_KMS = C_KMS / RESOLUTION / (2.0 * np.sqrt(2.0 * np.log(2.0)))  
 CHUNK_SIZE = 2048
 _HC_OVER_K = 1.438777e8  # Angstrom * Kelvin
 _LAM = spectra.GRID.astype(np.float64)
+_LAM32 = _LAM.astype(np.float32)
+_LN10 = np.log(10.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,15 +61,15 @@ class SimulatedSpectra:
     labels: np.ndarray  # (n,) int32, index into class_names
     task: str
     class_names: tuple[str, ...]
-    params: dict[str, np.ndarray]  # per-spectrum parameters; NaN where one does not apply
+    params: dict[str, np.ndarray]  # (n,) each; NaN where a parameter does not apply
 
 
 def simulate(task: str, n: int, seed: int, *, class_fractions=None,
              chunk_size: int = CHUNK_SIZE) -> SimulatedSpectra:
     """Simulate ``n`` LAMOST-like spectra for ``task`` ("v1": STAR/GALAXY/QSO, "v2": F/G/K).
 
-    Class counts follow ``class_fractions`` (default equal) exactly up to rounding, in a random
-    order. Deterministic for a given ``seed``.
+    Class counts follow ``class_fractions`` (default: equal) exactly up to rounding, in random
+    order. The same ``seed`` gives the same spectra.
     """
     if task not in CLASS_NAMES:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(CLASS_NAMES))}")
@@ -71,16 +77,17 @@ def simulate(task: str, n: int, seed: int, *, class_fractions=None,
     n = int(n)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     fractions = _class_fractions(class_fractions, len(names))
     rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.repeat(np.arange(len(names)), _largest_remainder(fractions, n)))
-    labels = labels.astype(np.int32)
+    counts = _largest_remainder(fractions, n)
+    labels = rng.permutation(np.repeat(np.arange(len(names)), counts)).astype(np.int32)
     flux = np.empty((n, spectra.GRID_SIZE), np.float32)
     chunks = []
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        chunk_flux, chunk_params = _simulate_chunk(task, labels[start:stop], rng)
-        flux[start:stop] = chunk_flux
+        flux[start:stop], chunk_params = _simulate_chunk(task, labels[start:stop], rng)
         chunks.append((stop - start, chunk_params))
     return SimulatedSpectra(flux=flux, labels=labels, task=task, class_names=names,
                             params=_merge_params(chunks))
@@ -90,7 +97,8 @@ def _class_fractions(class_fractions, k: int) -> np.ndarray:
     if class_fractions is None:
         return np.full(k, 1.0 / k)
     fractions = np.asarray(class_fractions, dtype=np.float64)
-    if fractions.shape != (k,) or np.any(fractions < 0) or fractions.sum() <= 0:
+    if fractions.shape != (k,) or not np.all(np.isfinite(fractions)) or np.any(fractions < 0) \
+            or fractions.sum() <= 0:
         raise ValueError(f"class_fractions must be {k} non-negative numbers with a positive sum, "
                          f"got {class_fractions!r}")
     return fractions / fractions.sum()
@@ -108,37 +116,37 @@ def _merge_params(chunks: list[tuple[int, dict]]) -> dict[str, np.ndarray]:
     """Concatenate per-chunk parameter dicts; a key missing from a chunk is NaN there."""
     keys = sorted({key for _, chunk in chunks for key in chunk})
     return {key: np.concatenate([chunk.get(key, np.full(size, np.nan)) for size, chunk in chunks])
-            if chunks else np.zeros(0) for key in keys}
+            for key in keys}
 
 
 def _simulate_chunk(task: str, labels: np.ndarray, rng) -> tuple[np.ndarray, dict]:
     n = labels.size
-    flux = np.empty((n, spectra.GRID_SIZE), np.float64)
+    flux = np.empty((n, spectra.GRID_SIZE), np.float32)
     params: dict[str, np.ndarray] = {}
     if task == "v2":
-        groups = [(np.arange(n), "star", _teff_for_fgk(labels, rng))]
+        groups = [(np.arange(n), "star", _type_teff_for_fgk(labels, rng))]
     else:
         groups = [(np.flatnonzero(labels == c), kind, None)
                   for c, kind in enumerate(("star", "galaxy", "qso"))]
-    for index, kind, teff in groups:
+    for index, kind, type_teff in groups:
         if index.size == 0:
             continue
         if kind == "star":
-            teff = _teff_for_any_star(index.size, rng) if teff is None else teff
-            rest, group_params = _stars(teff, rng)
+            if type_teff is None:
+                type_teff = _type_teff_for_any_star(index.size, rng)
+            intrinsic, group_params = _stars(type_teff, rng)
         elif kind == "galaxy":
-            rest, group_params = _galaxies(index.size, rng)
+            intrinsic, group_params = _galaxies(index.size, rng)
         else:
-            rest, group_params = _quasars(index.size, rng)
-        observed, obs_params = _observe(rest, kind, rng)
-        flux[index] = observed
-        for key, value in {**group_params, **obs_params}.items():
+            intrinsic, group_params = _quasars(index.size, rng)
+        flux[index], observing_params = _observe(intrinsic, kind, rng)
+        for key, value in {**group_params, **observing_params}.items():
             params.setdefault(key, np.full(n, np.nan))[index] = value
-    return flux.astype(np.float32), params
+    return flux, params
 
 
 # ----------------------------------------------------------------------------------------------
-# Wavelength tools
+# Wavelengths, continua, dust
 
 def _air_to_vacuum(air):
     """Air -> vacuum wavelength (Angstrom), Ciddor/Morton refractive index (one iteration)."""
@@ -150,30 +158,38 @@ def _air_to_vacuum(air):
 
 @functools.lru_cache(maxsize=None)
 def _log_grid(lam_min: float, lam_max: float, step_kms: float) -> np.ndarray:
+    """Rest-frame wavelengths with constant velocity steps (read-only)."""
     step = np.log1p(step_kms / C_KMS)
     size = int(np.ceil(np.log(lam_max / lam_min) / step)) + 1
-    return lam_min * np.exp(step * np.arange(size))
+    grid = lam_min * np.exp(step * np.arange(size))
+    grid.flags.writeable = False
+    return grid
 
 
 def _to_observed(rest, rest_grid: np.ndarray, one_plus_z) -> np.ndarray:
-    """Linear interpolation of rest-frame spectra (n, M) on a log grid to the observed GRID."""
+    """Linear interpolation of rest-frame rows (n, M) on a log grid onto the observed GRID."""
     step = np.log(rest_grid[1] / rest_grid[0])
-    pos = (np.log(_LAM)[None, :] - np.log(one_plus_z)[:, None] - np.log(rest_grid[0])) / step
-    lo = np.clip(np.floor(pos).astype(np.int64), 0, rest_grid.size - 2)
+    base = ((np.log(_LAM) - np.log(rest_grid[0])) / step).astype(np.float32)
+    shift = (np.log(np.asarray(one_plus_z, dtype=np.float64)) / step).astype(np.float32)
+    pos = base[None, :] - shift[:, None]
+    lo = np.clip(pos.astype(np.int32), 0, rest_grid.size - 2)
     frac = np.clip(pos - lo, 0.0, 1.0)
-    left = np.take_along_axis(rest, lo, axis=1)
-    right = np.take_along_axis(rest, lo + 1, axis=1)
-    return left + frac * (right - left)
+    flat = rest.reshape(-1)
+    lo = lo + (np.arange(rest.shape[0], dtype=np.int32) * rest_grid.size)[:, None]
+    left = flat[lo]
+    return left + frac * (flat[lo + 1] - left)
 
 
-def _planck(lam, teff):
-    """B_lambda(T) up to a constant; lam (..., M) Angstrom, teff broadcastable."""
-    x = _HC_OVER_K / (lam * teff)
-    return lam ** -5.0 / np.expm1(np.minimum(x, 700.0))
+def _planck_ratio(lam, t_col):
+    """B_lambda(T) / B_5500(T): lam (M,) Angstrom, t_col (n,) -> (n, M) float32."""
+    lam = np.asarray(lam, dtype=np.float32)
+    x = np.minimum((_HC_OVER_K / t_col).astype(np.float32)[:, None] / lam[None, :], 80.0)
+    x_ref = np.expm1(_HC_OVER_K / (5500.0 * t_col)).astype(np.float32)
+    return ((5500.0 / lam) ** 5)[None, :] * x_ref[:, None] / np.expm1(x)
 
 
 def _ccm89(lam, r_v: float = 3.1):
-    """Cardelli, Clayton & Mathis (1989) A_lambda / A_V for 3030-33000 A."""
+    """Cardelli, Clayton & Mathis (1989) A_lambda / A_V, optical and infrared (>3030 A)."""
     x = 1e4 / np.asarray(lam, dtype=np.float64)
     y = x - 1.82
     a_opt = 1 + y * (0.17699 + y * (-0.50447 + y * (-0.02427 + y * (0.72085 + y * (
@@ -187,7 +203,7 @@ def _ccm89(lam, r_v: float = 3.1):
 
 
 def _calzetti(lam):
-    """Calzetti et al. (2000) k(lambda) = A_lambda / E(B-V)_stars, extrapolated below 1200 A."""
+    """Calzetti et al. (2000) k(lambda) = A_lambda / E(B-V)_stars (held below 1000 A)."""
     mu = np.maximum(np.asarray(lam, dtype=np.float64), 1000.0) / 1e4
     blue = 2.659 * (-2.156 + 1.509 / mu - 0.198 / mu ** 2 + 0.011 / mu ** 3) + 4.05
     red = 2.659 * (-1.857 + 1.040 / mu) + 4.05
@@ -195,26 +211,28 @@ def _calzetti(lam):
 
 
 def _smc(lam):
-    """SMC-like extinction A_lambda / E(B-V) (power law, Prevot et al. 1984 fit)."""
+    """SMC-like extinction A_lambda / E(B-V): power-law fit (Prevot et al. 1984)."""
     return 1.39 * (np.asarray(lam, dtype=np.float64) / 1e4) ** -1.2
 
 
 # ----------------------------------------------------------------------------------------------
-# Line and band profiles on a log-wavelength grid
+# Absorption features: strength tables in Teff
 
 @dataclasses.dataclass(frozen=True)
 class _Feature:
-    """An absorption feature: lines (air A, weight) with one shape and a strength table in Teff.
+    """Lines (air A, relative weight) sharing one shape and one strength table in Teff.
 
-    ``strength`` is the equivalent width in A of a weight-1 line (shapes "gauss", "lorentz") or
-    the peak optical depth (bands) at ``TEFF_NODES``; ``metal`` is d log10(strength)/d[Fe/H];
-    ``giant`` the strength factor at log g = 2.5 relative to log g = 4.5.
+    ``strength`` is the equivalent width (A) of a weight-1 line for shapes "gauss" (``width`` =
+    intrinsic sigma) and "lorentz" (``width`` = HWHM), or the peak optical depth for molecular
+    bands "band_red" / "band_blue" (sharp head, fading to the red / blue over ``width``);
+    widths are in A at 5000 A and scale with wavelength. ``metal`` is d log10(strength) /
+    d[Fe/H]; ``giant`` the strength factor at log g = 2.5 relative to log g = 4.5.
     """
 
     name: str
     lines: tuple[tuple[float, float], ...]
-    shape: str  # gauss (sigma), lorentz (HWHM), band_red / band_blue (e-folding length), bump
-    width: float  # Angstrom at 5000 A, scaled with wavelength
+    shape: str
+    width: float
     strength: tuple[float, ...]
     metal: float = 0.0
     giant: float = 1.0
@@ -403,53 +421,61 @@ def _line_rows(grid: np.ndarray, features) -> np.ndarray:
     for k, feature in enumerate(features):
         for air, weight in feature.lines:
             centre = float(_air_to_vacuum(air))
-            width = feature.width * centre / 5000.0
-            rows[k] += weight * _shape(grid, dlam, centre, width, feature.shape)
+            rows[k] += weight * _shape(grid, dlam, centre, feature.width * centre / 5000.0,
+                                       feature.shape)
     return rows
 
 
 def _shape(grid, dlam, centre, width, shape):
+    """One profile: unit area (A) for lines, unit peak for bands."""
     offset = grid - centre
+    if shape == "band_red":
+        return np.where(offset >= 0, np.exp(-offset / width), 0.0)
+    if shape == "band_blue":
+        return np.where(offset <= 0, np.exp(offset / width), 0.0)
     if shape == "gauss":
-        profile = np.exp(-0.5 * (offset / max(width, 1e-3)) ** 2)
+        profile = np.exp(-0.5 * (offset / width) ** 2)
     elif shape == "lorentz":
         profile = np.where(np.abs(offset) < 60 * width, 1.0 / (1.0 + (offset / width) ** 2), 0.0)
-    elif shape == "band_red":  # sharp head, absorption fading to the red
-        return np.where(offset >= 0, np.exp(-offset / width), 0.0)
-    elif shape == "band_blue":  # sharp head, fading to the blue
-        return np.where(offset <= 0, np.exp(offset / width), 0.0)
     else:
-        raise ValueError(shape)
+        raise ValueError(f"unknown profile shape {shape!r}")
     area = np.sum(profile * dlam)
     return profile / area if area > 0 else profile
 
 
+def _geometric_bins(lo: float, hi: float, ratio: float = 1.06) -> tuple[float, ...]:
+    """Broadening bins spaced by ``ratio``: the nearest bin is within 3% of any width."""
+    count = int(np.ceil(np.log(hi / lo) / np.log(ratio))) + 1
+    return tuple(float(v) for v in np.geomspace(lo, hi, count))
+
+
 @functools.lru_cache(maxsize=None)
 def _broadened_basis(kind: str, grid_key: tuple, sigma_kms: float) -> np.ndarray:
-    """(features, pixels) float32 profiles broadened by a Gaussian of sigma_kms (velocity)."""
+    """(features, pixels) float32 profiles of ``kind`` broadened by a Gaussian (km/s)."""
     grid = _log_grid(*grid_key)
-    rows = _BASIS_ROWS[kind](grid)
-    step_kms = grid_key[2]
-    if sigma_kms > 0:
-        rows = gaussian_filter1d(rows, sigma_kms / step_kms, axis=1, mode="constant", truncate=5.0)
-    return np.ascontiguousarray(rows, dtype=np.float32)
+    rows = _INTRINSIC_ROWS[kind](grid)
+    rows = gaussian_filter1d(rows, sigma_kms / grid_key[2], axis=1, mode="constant", truncate=5.0)
+    basis = np.ascontiguousarray(rows, dtype=np.float32)
+    basis.flags.writeable = False
+    return basis
 
 
-def _render(amplitudes, broadening_kms, kind: str, grid_key: tuple, bins) -> np.ndarray:
-    """amplitudes (n, K) @ profiles, with each spectrum's total Gaussian broadening (km/s)
-    interpolated linearly between the profile sets of the neighbouring ``bins``."""
-    bins = np.asarray(bins, dtype=np.float64)
-    sigma = np.clip(broadening_kms, bins[0], bins[-1])
-    hi = np.clip(np.searchsorted(bins, sigma, side="right"), 1, bins.size - 1)
-    w_hi = (sigma - bins[hi - 1]) / (bins[hi] - bins[hi - 1])
+def _render(amplitudes, widths, bins, basis_for) -> np.ndarray:
+    """Row i = amplitudes[i] @ basis_for(bin nearest widths[i]); (n, pixels) float32."""
+    bins = np.asarray(bins)
+    nearest = np.abs(np.log(np.asarray(widths, dtype=np.float64))[:, None]
+                     - np.log(bins)[None, :]).argmin(axis=1)
     amplitudes = np.asarray(amplitudes, dtype=np.float32)
-    out = np.zeros((amplitudes.shape[0], _log_grid(*grid_key).size), np.float32)
-    for b in range(bins.size):
-        weight = np.where(hi == b, w_hi, 0.0) + np.where(hi - 1 == b, 1.0 - w_hi, 0.0)
-        rows = np.flatnonzero(weight > 0)
-        if rows.size:
-            basis = _broadened_basis(kind, grid_key, float(bins[b]))
-            out[rows] += (amplitudes[rows] * weight[rows, None].astype(np.float32)) @ basis
+    out = None
+    for b in np.unique(nearest):
+        basis = basis_for(float(bins[b]))
+        if out is None:
+            out = np.empty((amplitudes.shape[0], basis.shape[1]), np.float32)
+        rows = np.flatnonzero(nearest == b)
+        if rows.size == amplitudes.shape[0]:
+            np.matmul(amplitudes, basis, out=out)
+        else:
+            out[rows] = amplitudes[rows] @ basis
     return out
 
 
@@ -457,30 +483,40 @@ def _render(amplitudes, broadening_kms, kind: str, grid_key: tuple, bins) -> np.
 # Stars
 
 _STAR_GRID = (3600.0, 9250.0, 40.0)
-_STAR_BROADENING_BINS = (SIGMA_INSTRUMENT_KMS, 90.0, 120.0, 170.0)
-# (name, Teff range, share of STAR spectra in v1)
+_STAR_BINS = _geometric_bins(SIGMA_INSTRUMENT_KMS, 200.0)
+# Spectral classes are defined on the dwarf temperature scale ("type temperature"): (name,
+# range, share of STAR spectra in v1).
 _SPECTRAL_TYPES = (("A", 7500.0, 10000.0, 0.10), ("F", 6000.0, 7500.0, 0.32),
                    ("G", 5200.0, 6000.0, 0.30), ("K", 3900.0, 5200.0, 0.20),
                    ("M", 3100.0, 3900.0, 0.08))
 _FGK_RANGES = ((6000.0, 7500.0), (5200.0, 6000.0), (3900.0, 5200.0))
-# Spectral classes are assigned from an estimated Teff: the true Teff scatters across the
-# class borders by this much.
-TEFF_CLASS_SCATTER = 150.0
-
-
 # Within a class a magnitude-limited survey holds more of the stars near 5500-6300 K: Beta
 # shapes on each range (F skewed cool, K skewed warm).
 _FGK_SHAPES = ((1.0, 1.6), (1.0, 1.0), (1.7, 1.0))
+# A class is assigned from the spectrum by a pipeline, not from the true temperature: the type
+# temperature scatters across the class borders by this much.
+TEFF_CLASS_SCATTER = 150.0
+# Giants of the same MK type are cooler than dwarfs (e.g. G5 III ~5000 K vs G5 V ~5660 K):
+# Teff(dwarf) - Teff(giant) at type temperatures, and the giant share of a magnitude-limited
+# sample at those types.
+_TYPE_TEFF = (3500.0, 3900.0, 4500.0, 5200.0, 5600.0, 6000.0, 6500.0, 7500.0)
+_GIANT_TEFF_OFFSET = (250.0, 350.0, 480.0, 540.0, 480.0, 300.0, 120.0, 0.0)
+_GIANT_SHARE = (0.3, 0.45, 0.5, 0.45, 0.3, 0.12, 0.06, 0.03)
+# Weaker lines make a metal-poor star look earlier to a classifier: Teff shift per dex [Fe/H]
+# at a fixed type.
+TYPE_TEFF_PER_DEX = 250.0
+# [Fe/H] populations: thin disc, thick disc, halo (share, mean, sigma).
+_METALLICITY_POPULATIONS = ((0.85, -0.15, 0.25), (0.12, -0.6, 0.3), (0.03, -1.5, 0.5))
 
 
-def _teff_for_fgk(labels, rng):
+def _type_teff_for_fgk(labels, rng):
     lo, hi = np.array(_FGK_RANGES).T
     a, b = np.array(_FGK_SHAPES).T
     teff = lo[labels] + (hi - lo)[labels] * rng.beta(a[labels], b[labels])
     return teff + rng.normal(0.0, TEFF_CLASS_SCATTER, labels.size)
 
 
-def _teff_for_any_star(n, rng):
+def _type_teff_for_any_star(n, rng):
     shares = np.array([t[3] for t in _SPECTRAL_TYPES])
     kind = rng.choice(len(shares), size=n, p=shares / shares.sum())
     lo = np.array([t[1] for t in _SPECTRAL_TYPES])[kind]
@@ -488,53 +524,64 @@ def _teff_for_any_star(n, rng):
     return rng.uniform(lo, hi) + rng.normal(0.0, TEFF_CLASS_SCATTER, n)
 
 
+def _metallicity(n, rng):
+    share, mean, sigma = np.array(_METALLICITY_POPULATIONS).T
+    population = rng.choice(share.size, size=n, p=share / share.sum())
+    return np.clip(rng.normal(mean[population], sigma[population]), -2.5, 0.5)
+
+
 def _stellar_strengths(teff, logg, feh, features=STELLAR_FEATURES):
     """(n, K) feature strengths: Teff tables x metallicity x gravity."""
     teff = np.asarray(teff, dtype=np.float64)
-    table = np.array([f.strength for f in features])  # (K, nodes)
+    table = np.array([f.strength for f in features])
     metal = np.array([f.metal for f in features])
     giant = np.array([f.giant for f in features])
     base = np.stack([np.interp(teff, TEFF_NODES, row) for row in table], axis=1)
-    lowg = np.clip((4.5 - np.asarray(logg))[:, None] / 2.0, 0.0, 1.5)
-    return base * 10.0 ** (metal[None, :] * np.asarray(feh)[:, None]) * giant[None, :] ** lowg
+    low_gravity = np.clip((4.5 - np.asarray(logg))[:, None] / 2.0, 0.0, 1.5)
+    return base * 10.0 ** (metal[None, :] * np.asarray(feh)[:, None]) * giant[None, :] ** low_gravity
 
 
-def _stellar_continuum(lam, teff, feh):
-    """Planck at the colour temperature x blue blanketing x Balmer jump; lam (n, M) or (M,)."""
-    teff = np.asarray(teff, dtype=np.float64)[:, None]
-    feh = np.asarray(feh, dtype=np.float64)[:, None]
+def _stellar_continuum(lam, teff, feh) -> np.ndarray:
+    """(n, M) float32, 1 at 5500 A: Planck at the colour temperature x blue blanketing x
+    Balmer jump."""
+    lam = np.asarray(lam, dtype=np.float64)
+    teff = np.asarray(teff, dtype=np.float64)
     t_col = teff * np.interp(teff, TEFF_NODES, _COLOUR_TEMPERATURE)
-    blanket = np.interp(teff, TEFF_NODES, _BLANKETING) * 10.0 ** (0.5 * feh)
-    # Unresolved metal lines crowd towards the blue: optical depth rising below ~5000 A.
-    depth = blanket * np.clip((4800.0 / lam) ** 3 - 1.0, 0.0, None)
-    jump = np.interp(teff, TEFF_NODES, _BALMER_JUMP) * (
-        1.0 / (1.0 + np.exp((lam - 3646.0) / 15.0)))
-    continuum = _planck(lam, t_col) * np.exp(-depth - 2.3026 * jump)
-    ref = _planck(5500.0, t_col)
-    return continuum / ref
+    blanket = np.interp(teff, TEFF_NODES, _BLANKETING) * 10.0 ** (0.5 * np.asarray(feh))
+    jump = _LN10 * np.interp(teff, TEFF_NODES, _BALMER_JUMP)
+    # Unresolved metal lines crowd towards the blue: optical depth rising below ~4800 A.
+    shapes = np.stack([np.clip((4800.0 / lam) ** 3 - 1.0, 0.0, None),
+                       1.0 / (1.0 + np.exp((lam - 3646.0) / 15.0))]).astype(np.float32)
+    depth = np.stack([blanket, jump], axis=1).astype(np.float32) @ shapes
+    return _planck_ratio(lam, t_col) * np.exp(-depth)
 
 
-def _stellar_population(grid_key, teff, logg, feh, broadening_kms, bins):
+def _stellar_population(grid_key, teff, logg, feh, broadening_kms) -> np.ndarray:
     """Rest-frame spectra (n, M) on a log grid: continuum x exp(-absorption), 1 at 5500 A."""
-    grid = _log_grid(*grid_key)
-    tau = _render(_stellar_strengths(teff, logg, feh), broadening_kms, "stellar", grid_key, bins)
-    return _stellar_continuum(grid[None, :], teff, feh) * np.exp(-tau)
+    tau = _render(_stellar_strengths(teff, logg, feh), broadening_kms, _STAR_BINS,
+                  functools.partial(_broadened_basis, "stellar", grid_key))
+    return _stellar_continuum(_log_grid(*grid_key), teff, feh) * np.exp(-tau)
 
 
-def _stars(teff, rng):
-    n = teff.size
-    teff = np.clip(teff, 2900.0, 30000.0)
-    giant = rng.random(n) < np.interp(teff, [3500, 4200, 5000, 5600, 6200], [0.1, 0.35, 0.35, 0.2, 0.05])
+def _stars(type_teff, rng):
+    n = type_teff.size
+    type_teff = np.clip(type_teff, 2900.0, 30000.0)
+    giant = rng.random(n) < np.interp(type_teff, _TYPE_TEFF, _GIANT_SHARE)
+    feh = _metallicity(n, rng)
+    metal_shift = TYPE_TEFF_PER_DEX * feh * (type_teff < 7500.0)
+    teff = type_teff - giant * np.interp(type_teff, _TYPE_TEFF, _GIANT_TEFF_OFFSET) + metal_shift
     logg = np.where(giant, rng.uniform(1.8, 3.4, n), rng.uniform(3.9, 4.7, n))
-    feh = np.clip(rng.normal(-0.2, 0.3, n), -2.0, 0.5)
     # Hot stars rotate faster; rotation adds to the instrumental width (in quadrature, ~Gaussian).
-    vsini = rng.exponential(np.interp(teff, [5500, 6500, 8000], [3.0, 30.0, 90.0]))
+    vsini = rng.exponential(np.interp(teff, [5500.0, 6500.0, 8000.0], [3.0, 30.0, 90.0]))
     broadening = np.hypot(SIGMA_INSTRUMENT_KMS, 0.6 * vsini)
     rv = rng.normal(0.0, 40.0, n) + rng.normal(0.0, 30.0, n) * (rng.random(n) < 0.3)
-    rest = _stellar_population(_STAR_GRID, teff, logg, feh, broadening, _STAR_BROADENING_BINS)
-    observed = _to_observed(rest, _log_grid(*_STAR_GRID), 1.0 + rv / C_KMS)
-    params = {"teff": teff, "logg": logg, "feh": feh, "vsini": vsini, "rv_kms": rv,
-              "redshift": rv / C_KMS}
+    tau = _render(_stellar_strengths(teff, logg, feh), broadening, _STAR_BINS,
+                  functools.partial(_broadened_basis, "stellar", _STAR_GRID))
+    tau = _to_observed(tau, _log_grid(*_STAR_GRID), 1.0 + rv / C_KMS)
+    # The continuum is smooth: evaluating it at the observed wavelengths is exact to ~v/c.
+    observed = _stellar_continuum(_LAM, teff, feh) * np.exp(-tau)
+    params = {"teff": teff, "type_teff": type_teff, "logg": logg, "feh": feh, "vsini": vsini,
+              "rv_kms": rv, "redshift": rv / C_KMS}
     return observed, params
 
 
@@ -542,8 +589,8 @@ def _stars(teff, rng):
 # Galaxies
 
 _GALAXY_GRID = (2300.0, 9300.0, 40.0)
-_GALAXY_BROADENING_BINS = (SIGMA_INSTRUMENT_KMS, 110.0, 160.0, 220.0, 300.0, 420.0)
-# Nebular lines (vacuum A); fluxes relative to H-alpha are drawn per galaxy.
+_GAS_BINS = _geometric_bins(SIGMA_INSTRUMENT_KMS, 450.0)
+# Nebular lines (vacuum A).
 _NEBULAR_LINES = (("oii_3726", 3727.09), ("oii_3729", 3729.88), ("neiii_3869", 3869.86),
                   ("hdelta", 4102.89), ("hgamma", 4341.68), ("hbeta", 4862.68),
                   ("oiii_4959", 4960.30), ("oiii_5007", 5008.24), ("hei_5876", 5877.25),
@@ -551,11 +598,12 @@ _NEBULAR_LINES = (("oii_3726", 3727.09), ("oii_3729", 3729.88), ("neiii_3869", 3
                   ("halpha", 6564.61), ("nii_6583", 6585.27), ("sii_6716", 6718.29),
                   ("sii_6731", 6732.67), ("ariii_7136", 7137.77))
 _NEBULAR_WAVELENGTHS = np.array([lam for _, lam in _NEBULAR_LINES])
-_GALAXY_TYPES = ("star_forming", "passive", "agn", "post_starburst")
+GALAXY_TYPES = ("star_forming", "passive", "agn", "post_starburst")
 _GALAXY_TYPE_SHARES = (0.52, 0.30, 0.10, 0.08)
 
 
 def _emission_rows(wavelengths):
+    """Unit-area narrow Gaussians (0.3 A intrinsic at 5000 A) at vacuum ``wavelengths``."""
     def rows(grid):
         dlam = grid * np.log(grid[1] / grid[0])
         return np.stack([_shape(grid, dlam, lam, 0.3 * lam / 5000.0, "gauss")
@@ -564,16 +612,17 @@ def _emission_rows(wavelengths):
 
 
 def _nebular_ratios(kind, rng):
-    """Line fluxes relative to H-alpha (before dust) for each galaxy; (n, lines)."""
+    """Line fluxes relative to H-alpha before dust, (n, lines); kind indexes GALAXY_TYPES."""
     n = kind.size
     sf = kind == 0
-    # BPT: star-forming sequence below the Kauffmann et al. (2003) line; AGN/LINERs to its right.
+    # BPT: star-forming galaxies below the Kauffmann et al. (2003) line, AGN and LINER-like
+    # emission to its right ([N II]/H-alpha > ~0.6).
     log_nii = np.where(sf, rng.uniform(-1.3, -0.35, n), rng.uniform(-0.25, 0.3, n))
     kauffmann = 0.61 / (np.minimum(log_nii, 0.0) - 0.05) + 1.3
     log_oiii = np.where(sf, kauffmann - rng.uniform(0.05, 0.4, n),
                         np.where(kind == 2, rng.uniform(0.45, 1.05, n), rng.uniform(-0.3, 0.35, n)))
     log_oiii = np.clip(log_oiii, -1.2, 1.1)
-    hbeta = 1.0 / 2.86
+    hbeta = 1.0 / 2.86  # case B
     oiii = hbeta * 10 ** log_oiii
     oii = hbeta * 10 ** np.where(sf, rng.uniform(0.1, 0.6, n), rng.uniform(0.3, 0.8, n))
     sii = 10 ** np.where(sf, rng.uniform(-0.8, -0.4, n), rng.uniform(-0.4, 0.0, n))
@@ -581,7 +630,8 @@ def _nebular_ratios(kind, rng):
     oi = 10 ** np.where(sf, rng.uniform(-1.6, -1.1, n), rng.uniform(-1.0, -0.5, n))
     nii = 10 ** log_nii
     columns = {
-        "oii_3726": oii * 0.42, "oii_3729": oii * 0.58, "neiii_3869": oiii * rng.uniform(0.05, 0.15, n),
+        "oii_3726": oii * 0.42, "oii_3729": oii * 0.58,
+        "neiii_3869": oiii * rng.uniform(0.05, 0.15, n),
         "hdelta": np.full(n, 0.259 * hbeta), "hgamma": np.full(n, 0.468 * hbeta),
         "hbeta": np.full(n, hbeta), "oiii_4959": oiii / 2.98, "oiii_5007": oiii,
         "hei_5876": np.full(n, 0.1 * hbeta), "oi_6300": oi, "oi_6363": oi / 3.0,
@@ -598,7 +648,7 @@ def _galaxies(n, rng):
     kind = rng.choice(len(shares), size=n, p=shares / shares.sum())
     sf, passive, agn, psb = (kind == k for k in range(4))
     redshift = np.clip(rng.gamma(2.0, 0.06, n), 0.003, 0.55)
-    # Light fractions at 5500 A of young (B), intermediate (A) and old (K giant-like) stars.
+    # Light fractions at 5500 A of young (B), intermediate-age (A) and old (K giant-like) stars.
     young = np.select([sf, agn], [10 ** rng.uniform(-1.6, -0.4, n), rng.uniform(0, 0.08, n)],
                       rng.uniform(0, 0.01, n))
     middle = np.select([sf, psb, agn], [rng.uniform(0.1, 0.4, n), rng.uniform(0.3, 0.6, n),
@@ -609,35 +659,34 @@ def _galaxies(n, rng):
                         rng.uniform(110, 300, n))
     broadening = np.hypot(SIGMA_INSTRUMENT_KMS, sigma_v)
     feh = np.clip(rng.normal(0.0, 0.2, n), -1.0, 0.4)
-    populations = (
-        (old, rng.uniform(4500, 5300, n), 2.8, feh),
-        (middle, rng.uniform(7200, 9500, n), 4.0, feh - 0.1),
-        (young, rng.uniform(12000, 20000, n), 4.0, feh - 0.1),
-    )
-    stellar = np.zeros((n, grid.size))
+    populations = ((old, rng.uniform(4500, 5300, n), 2.8, feh),
+                   (middle, rng.uniform(7200, 9500, n), 4.0, feh - 0.1),
+                   (young, rng.uniform(12000, 20000, n), 4.0, feh - 0.1))
+    stellar = np.zeros((n, grid.size), np.float32)
     for weight, teff, logg, pop_feh in populations:
-        stellar += weight[:, None] * _stellar_population(
-            _GALAXY_GRID, teff, np.full(n, logg), pop_feh, broadening, _GALAXY_BROADENING_BINS)
+        stellar += weight[:, None].astype(np.float32) * _stellar_population(
+            _GALAXY_GRID, teff, np.full(n, logg), pop_feh, broadening)
     ebv = np.select([sf, agn], [rng.uniform(0.05, 0.4, n), rng.uniform(0.0, 0.25, n)],
                     rng.uniform(0.0, 0.08, n))
-    stellar *= 10 ** (-0.4 * _calzetti(grid)[None, :] * ebv[:, None])
-    # Nebular emission: H-alpha equivalent width, ratios, dust on the gas (E_gas = E_star/0.44).
+    stellar *= 10 ** (-0.4 * _calzetti(grid)[None, :] * ebv[:, None]).astype(np.float32)
+    # Nebular emission: H-alpha equivalent width, line ratios, and gas extinction
+    # E(B-V)_gas = E(B-V)_stars / 0.44 (Calzetti 2000).
     ha_ew = np.select([sf, agn], [10 ** rng.normal(1.35, 0.35, n), 10 ** rng.normal(1.1, 0.3, n)],
                       np.where(passive, rng.uniform(0.0, 3.0, n), rng.uniform(0.0, 1.5, n)))
     ratios = _nebular_ratios(kind, rng)
     k_lines = _calzetti(_NEBULAR_WAVELENGTHS)
-    ha_index = [name for name, _ in _NEBULAR_LINES].index("halpha")
-    ratios = ratios * 10 ** (-0.4 * (k_lines - k_lines[ha_index])[None, :] * (ebv / 0.44)[:, None])
-    continuum_at_ha = stellar[:, np.searchsorted(grid, _NEBULAR_WAVELENGTHS[ha_index])]
+    ha = [name for name, _ in _NEBULAR_LINES].index("halpha")
+    ratios = ratios * 10 ** (-0.4 * (k_lines - k_lines[ha])[None, :] * (ebv / 0.44)[:, None])
+    continuum_at_ha = stellar[:, np.searchsorted(grid, _NEBULAR_WAVELENGTHS[ha])]
     line_flux = ratios * (ha_ew * continuum_at_ha)[:, None]
     sigma_gas = np.select([sf, agn], [rng.uniform(30, 90, n), rng.uniform(150, 350, n)],
                           rng.uniform(80, 220, n))
-    emission = _render(line_flux, np.hypot(SIGMA_INSTRUMENT_KMS, sigma_gas), "nebular",
-                       _GALAXY_GRID, _GALAXY_BROADENING_BINS)
+    emission = _render(line_flux, np.hypot(SIGMA_INSTRUMENT_KMS, sigma_gas), _GAS_BINS,
+                       functools.partial(_broadened_basis, "nebular", _GALAXY_GRID))
     observed = _to_observed(stellar + emission, grid, 1.0 + redshift)
-    params = {"redshift": redshift, "galaxy_type": kind.astype(np.float64), "sigma_v_kms": sigma_v,
-              "young_fraction": young, "intermediate_fraction": middle, "ebv_internal": ebv,
-              "halpha_ew": ha_ew, "feh": feh}
+    params = {"redshift": redshift, "galaxy_type": kind.astype(np.float64),
+              "sigma_v_kms": sigma_v, "young_fraction": young, "intermediate_fraction": middle,
+              "ebv_internal": ebv, "halpha_ew": ha_ew, "feh": feh}
     return observed, params
 
 
@@ -645,7 +694,7 @@ def _galaxies(n, rng):
 # Quasars
 
 _QSO_GRID = (640.0, 8500.0, 75.0)
-# (name, vacuum A, rest equivalent width A, FWHM factor, velocity shift km/s); after the
+# (name, vacuum A, rest equivalent width A, FWHM factor, velocity shift km/s), after the
 # Vanden Berk et al. (2001) composite.
 _BROAD_LINES = (("lya", 1215.67, 75.0, 0.9, 0.0), ("nv", 1240.14, 15.0, 0.9, 0.0),
                 ("oi_1304", 1304.35, 2.0, 0.8, 0.0), ("cii_1335", 1335.30, 0.8, 0.8, 0.0),
@@ -658,104 +707,93 @@ _BROAD_LINES = (("lya", 1215.67, 75.0, 0.9, 0.0), ("nv", 1240.14, 15.0, 0.9, 0.0
 _NARROW_LINES = (("nev", 3426.84, 1.2), ("oii", 3728.48, 1.6), ("neiii", 3869.86, 1.4),
                  ("oiii_4959", 4960.30, 4.7), ("oiii_5007", 5008.24, 14.0),
                  ("nii_6583", 6585.27, 3.0))
-# Broad Fe II blends and the Balmer continuum (centre, sigma, rest EW), a smooth approximation.
+# Fe II blends and the Balmer continuum as broad bumps: (centre A, sigma A, rest EW A).
 _QSO_BUMPS = ((2500.0, 150.0, 45.0), (2950.0, 110.0, 25.0), (3300.0, 250.0, 40.0),
               (4570.0, 90.0, 20.0), (5270.0, 110.0, 20.0))
-_QSO_FWHM_BINS = tuple(np.geomspace(1200.0, 14000.0, 12))
+_QSO_FWHM_BINS = _geometric_bins(1500.0, 12000.0)
+_NARROW_SIGMA_KMS = 200.0
 
 
-def _broad_rows(fwhm_kms):
-    def rows(grid):
-        dlam = grid * np.log(grid[1] / grid[0])
-        out = []
-        for _, lam, _, factor, shift in _BROAD_LINES:
-            centre = lam * (1 + shift / C_KMS)
-            sigma = lam * fwhm_kms * factor / C_KMS / 2.3548
-            # A broad core plus a broader base: Balmer and C IV profiles are not Gaussian.
-            out.append(0.65 * _shape(grid, dlam, centre, sigma, "gauss")
-                       + 0.35 * _shape(grid, dlam, centre, 2.5 * sigma, "gauss"))
-        return np.stack(out)
-    return rows
+@functools.lru_cache(maxsize=None)
+def _broad_line_basis(fwhm_kms: float) -> np.ndarray:
+    """(broad lines, pixels): a broad core plus a 2.5x broader base (Balmer and C IV lines are
+    not Gaussian), convolved with the instrument."""
+    grid = _log_grid(*_QSO_GRID)
+    dlam = grid * np.log(grid[1] / grid[0])
+    rows = []
+    for _, lam, _, factor, shift in _BROAD_LINES:
+        centre = lam * (1 + shift / C_KMS)
+        sigma = lam * fwhm_kms * factor / C_KMS / 2.3548
+        rows.append(0.65 * _shape(grid, dlam, centre, sigma, "gauss")
+                    + 0.35 * _shape(grid, dlam, centre, 2.5 * sigma, "gauss"))
+    rows = gaussian_filter1d(np.stack(rows), SIGMA_INSTRUMENT_KMS / _QSO_GRID[2], axis=1,
+                             mode="constant")
+    basis = np.ascontiguousarray(rows, dtype=np.float32)
+    basis.flags.writeable = False
+    return basis
 
 
 def _quasars(n, rng):
     grid = _log_grid(*_QSO_GRID)
+    dlam = grid * np.log(grid[1] / grid[0])
     redshift = np.clip(0.1 + rng.gamma(2.2, 0.6, n), 0.1, 4.5)
     beta = rng.normal(-1.55, 0.35, n)  # f_lambda ~ lambda^beta (alpha_nu ~ -0.45)
-    continuum = (grid[None, :] / 3000.0) ** beta[:, None]
-    bump_scale = rng.lognormal(0.0, 0.35, n)
-    bumps = sum(ew * _shape(grid, grid * np.log(grid[1] / grid[0]), c, s, "gauss")
-                for c, s, ew in _QSO_BUMPS)
-    pseudo = continuum * (1.0 + bump_scale[:, None] * bumps[None, :])
-    strength = rng.lognormal(0.0, 0.3, n)[:, None] * rng.lognormal(0.0, 0.25, (n, len(_BROAD_LINES)))
+    continuum = ((grid[None, :] / 3000.0) ** beta[:, None]).astype(np.float32)
+    bumps = sum(ew * _shape(grid, dlam, c, s, "gauss") for c, s, ew in _QSO_BUMPS)
+    rest = continuum * (1.0 + rng.lognormal(0.0, 0.35, n)[:, None] * bumps[None, :]).astype(
+        np.float32)
+    # Broad lines: equivalent widths scatter per object and per line; Baldwin-like decline.
+    strength = rng.lognormal(0.0, 0.3, (n, 1)) * rng.lognormal(0.0, 0.25, (n, len(_BROAD_LINES)))
     ew = np.array([line[2] for line in _BROAD_LINES])[None, :] * strength
-    # Baldwin effect proxy: weaker lines in brighter (higher-z, selection) quasars.
-    ew = ew * (1.0 + redshift[:, None]) ** -0.3
+    ew *= (1.0 + redshift[:, None]) ** -0.3
     centres = np.array([line[1] for line in _BROAD_LINES])
-    cont_at = (centres[None, :] / 3000.0) ** beta[:, None]
     fwhm = 10 ** rng.uniform(np.log10(1800.0), np.log10(10000.0), n)
-    broad = np.zeros((n, grid.size), np.float32)
-    bins = np.array(_QSO_FWHM_BINS)
-    hi = np.clip(np.searchsorted(bins, fwhm, side="right"), 1, bins.size - 1)
-    w_hi = (fwhm - bins[hi - 1]) / (bins[hi] - bins[hi - 1])
-    amplitudes = (ew * cont_at).astype(np.float32)
-    for b in range(bins.size):
-        weight = np.where(hi == b, w_hi, 0.0) + np.where(hi - 1 == b, 1.0 - w_hi, 0.0)
-        rows = np.flatnonzero(weight > 0)
-        if rows.size:
-            basis = _qso_broad_basis(float(bins[b]))
-            broad[rows] += (amplitudes[rows] * weight[rows, None].astype(np.float32)) @ basis
+    rest += _render(ew * (centres[None, :] / 3000.0) ** beta[:, None], fwhm, _QSO_FWHM_BINS,
+                    _broad_line_basis)
+    narrow_centres = np.array([line[1] for line in _NARROW_LINES])
     narrow_ew = np.array([line[2] for line in _NARROW_LINES])[None, :] * rng.lognormal(0, 0.5, (n, 1))
-    narrow_cont = (np.array([line[1] for line in _NARROW_LINES])[None, :] / 3000.0) ** beta[:, None]
-    narrow = _render(narrow_ew * narrow_cont, np.full(n, np.hypot(SIGMA_INSTRUMENT_KMS, 200.0)),
-                     "qso_narrow", _QSO_GRID, (SIGMA_INSTRUMENT_KMS, 250.0))
-    rest = pseudo + broad + narrow
-    # Host galaxy light (old stars) where the host is bright enough to show: low redshift.
+    narrow_basis = _broadened_basis("qso_narrow", _QSO_GRID,
+                                    float(np.hypot(SIGMA_INSTRUMENT_KMS, _NARROW_SIGMA_KMS)))
+    rest += (narrow_ew * (narrow_centres[None, :] / 3000.0) ** beta[:, None]).astype(
+        np.float32) @ narrow_basis
+    # Host-galaxy light (old stars) shows at low redshift.
     host_fraction = rng.uniform(0.0, 0.6, n) * np.exp(-redshift / 0.35)
     host = _stellar_population(_QSO_GRID, rng.uniform(4600, 5200, n), np.full(n, 2.8),
-                               np.zeros(n), np.full(n, 200.0), (SIGMA_INSTRUMENT_KMS, 200.0))
+                               np.zeros(n), np.full(n, 220.0))
     at_5100 = np.searchsorted(grid, 5100.0)
-    rest = rest + host_fraction[:, None] * host * (rest[:, at_5100] / host[:, at_5100])[:, None]
+    rest += (host_fraction * rest[:, at_5100] / host[:, at_5100])[:, None].astype(np.float32) * host
     ebv = rng.exponential(0.04, n)
-    rest *= 10 ** (-0.4 * _smc(grid)[None, :] * ebv[:, None])
-    # Intergalactic absorption: Lyman-limit systems and the Ly-alpha forest.
-    tau_ll = rng.exponential(1.5, n) * (rng.random(n) < 0.5)
-    rest *= np.where(grid[None, :] < 912.0, np.exp(-2.0 - tau_ll[:, None]), 1.0)
+    rest *= 10 ** (-0.4 * _smc(grid)[None, :] * ebv[:, None]).astype(np.float32)
+    # Lyman-limit systems absorb below 912 A in the quasar frame.
+    tau_ll = 2.0 + rng.exponential(1.5, n) * (rng.random(n) < 0.5)
+    rest *= np.where(grid[None, :] < 912.0, np.exp(-tau_ll)[:, None], 1.0).astype(np.float32)
     observed = _to_observed(rest, grid, 1.0 + redshift)
-    observed *= _lyman_forest(redshift, rng)
+    forest = 1215.67 * (1.0 + redshift) > _LAM[0]
+    if forest.any():
+        observed[forest] *= _lyman_forest(redshift[forest], rng)
     params = {"redshift": redshift, "fwhm_kms": fwhm, "continuum_slope": beta,
               "ebv_internal": ebv, "host_fraction": host_fraction}
     return observed, params
 
 
-@functools.lru_cache(maxsize=None)
-def _qso_broad_basis(fwhm_kms: float) -> np.ndarray:
-    rows = _broad_rows(fwhm_kms)(_log_grid(*_QSO_GRID))
-    rows = gaussian_filter1d(rows, SIGMA_INSTRUMENT_KMS / _QSO_GRID[2], axis=1, mode="constant")
-    return np.ascontiguousarray(rows, dtype=np.float32)
-
-
 def _lyman_forest(redshift, rng):
     """Transmission (n, 3601) blueward of Ly-alpha: tau_eff = 0.0018 (1+z)^3.92
-    (Faucher-Giguere et al. 2008) with lognormal fluctuations correlated over a few pixels."""
+    (Faucher-Giguere et al. 2008) with lognormal fluctuations over a few pixels, plus the
+    Ly-beta forest (f*lambda ratio 0.16) below Ly-beta."""
     n = redshift.size
-    lya_obs = 1215.67 * (1.0 + redshift)
-    in_forest = _LAM[None, :] < lya_obs[:, None]
-    if not in_forest.any():
-        return np.ones((n, _LAM.size))
-    tau_eff = 0.0018 * (_LAM / 1215.67) ** 3.92
-    # Ly-beta forest below Ly-beta in the quasar frame (f*lambda ratio to Ly-alpha: 0.16).
+    tau_alpha = 0.0018 * (_LAM / 1215.67) ** 3.92
     tau_beta = np.where(_LAM[None, :] < 1025.72 * (1.0 + redshift)[:, None],
                         0.16 * 0.0018 * (_LAM / 1025.72) ** 3.92, 0.0)
     smoothing = 1.5  # pixels
-    field = gaussian_filter1d(rng.standard_normal((n, _LAM.size)), smoothing, axis=1)
-    field /= np.sqrt(1.0 / (2.0 * np.sqrt(np.pi) * smoothing))  # unit variance
-    spread = 1.0
-    fluctuation = np.exp(spread * field - 0.5 * spread ** 2)
-    return np.where(in_forest, np.exp(-(tau_eff[None, :] + tau_beta) * fluctuation), 1.0)
+    field = gaussian_filter1d(rng.standard_normal((n, _LAM.size), dtype=np.float32), smoothing,
+                              axis=1)
+    field *= np.float32(np.sqrt(2.0 * np.sqrt(np.pi) * smoothing))  # unit variance
+    fluctuation = np.exp(field - 0.5)
+    in_forest = _LAM[None, :] < 1215.67 * (1.0 + redshift)[:, None]
+    return np.where(in_forest, np.exp(-(tau_alpha[None, :] + tau_beta) * fluctuation), 1.0)
 
 
-_BASIS_ROWS = {
+_INTRINSIC_ROWS = {
     "stellar": lambda grid: _line_rows(grid, STELLAR_FEATURES),
     "nebular": _emission_rows(_NEBULAR_WAVELENGTHS),
     "qso_narrow": _emission_rows(np.array([lam for _, lam, _ in _NARROW_LINES])),
@@ -765,11 +803,17 @@ _BASIS_ROWS = {
 # ----------------------------------------------------------------------------------------------
 # Line of sight, atmosphere, instrument, noise
 
-# Telluric bands (vacuum A head, e-folding length A, typical residual depth) after the
-# pipeline's partial correction: O2 B, H2O, O2 A, H2O, H2O.
+# Interstellar absorption (air A, sigma A incl. resolution, EW per unit E(B-V) A): Ca II K,
+# Na D, diffuse interstellar bands 4428, 5780, 5797, 6284, 6614.
+_INTERSTELLAR = ((3933.66, 1.2, 0.25), (5889.95, 1.5, 0.35), (5895.92, 1.5, 0.3),
+                 (4428.0, 8.0, 1.0), (5780.5, 1.6, 0.45), (5797.1, 1.4, 0.15),
+                 (6283.8, 2.2, 0.6), (6613.6, 1.5, 0.2))
+# Telluric residuals after the pipeline's correction (vacuum A head, e-folding length A, typical
+# depth): O2 B, H2O, O2 A, H2O, H2O.
 _TELLURIC = ((6869.0, 25.0, 0.03), (7170.0, 90.0, 0.015), (7596.0, 35.0, 0.03),
              (8135.0, 120.0, 0.02), (8950.0, 150.0, 0.04))
-# Night-sky emission (air A): [O I], Na D, Hg I street lights and the brightest OH lines.
+# Night-sky emission (air A): Hg I street lights, [O I], Na D and bright OH lines; relative
+# strengths per line.
 _SKY_LINES_AIR = (
     4046.6, 4358.3, 5460.7, 5577.3, 5890.0, 5896.0, 6300.3, 6363.8, 6498.7, 6533.0, 6553.6,
     6577.2, 6604.3, 6834.0, 6863.9, 6912.6, 6923.2, 6939.5, 6949.0, 7240.0, 7276.4, 7284.0,
@@ -777,143 +821,150 @@ _SKY_LINES_AIR = (
     7913.7, 7964.6, 7993.3, 8025.8, 8344.6, 8382.4, 8399.2, 8430.2, 8452.3, 8465.4, 8493.4,
     8505.1, 8761.3, 8767.9, 8778.3, 8791.2, 8827.1, 8836.0, 8885.8, 8903.1, 8919.6, 8943.4,
     8958.1, 8988.4, 9001.6, 9037.0, 9049.2, 9093.0)
-_SKY_LINE_STRENGTH = np.array([0.5, 0.8, 0.8, 6.0, 0.8, 0.6, 2.5, 0.9] + [2.0] * 53)
+_SKY_LINE_STRENGTH = (0.5, 0.8, 0.8, 6.0, 0.8, 0.6, 2.5, 0.9) + (2.0,) * 53
 _ARM_JOIN = 5900.0
-_G_BAND = (_LAM >= 4000.0) & (_LAM <= 5500.0)
-
-# Per-class observing conditions: median g-band S/N, its log10 scatter and range; median flux
-# level (mean flux over the grid, LAMOST units), its natural-log scatter; sky / object ratio.
+_JOIN_WINDOW = slice(int(np.searchsorted(_LAM, 5600.0)), int(np.searchsorted(_LAM, 6300.0)))
+_G_BAND = slice(int(np.searchsorted(_LAM, 4000.0)), int(np.searchsorted(_LAM, 5500.0)))
+# Per class: median g-band S/N, its scatter (dex) and range; median flux level (mean over the
+# grid, LAMOST units) and its scatter (natural log); sky / object flux ratio; Milky Way
+# E(B-V): exponential mean, plus a share of disc sight lines with more.
 _OBSERVING = {
-    "star": dict(snr_median=28.0, snr_dex=0.33, snr_range=(4.0, 250.0), level=250.0,
-                 level_ln=1.1, sky_ratio=0.15),
-    "galaxy": dict(snr_median=11.0, snr_dex=0.3, snr_range=(3.0, 80.0), level=30.0,
-                   level_ln=0.8, sky_ratio=1.5),
-    "qso": dict(snr_median=10.0, snr_dex=0.3, snr_range=(3.0, 80.0), level=25.0,
-                level_ln=0.8, sky_ratio=1.5),
+    "star": dict(snr=28.0, snr_dex=0.33, snr_range=(4.0, 250.0), level=250.0, level_ln=1.1,
+                 sky_ratio=0.15, ebv=0.04, disc_share=0.2),
+    "galaxy": dict(snr=11.0, snr_dex=0.3, snr_range=(3.0, 80.0), level=30.0, level_ln=0.8,
+                   sky_ratio=1.5, ebv=0.03, disc_share=0.0),
+    "qso": dict(snr=10.0, snr_dex=0.3, snr_range=(3.0, 80.0), level=25.0, level_ln=0.8,
+                sky_ratio=1.5, ebv=0.03, disc_share=0.0),
 }
-
-
-@functools.lru_cache(maxsize=None)
-def _observed_frame_templates():
-    """Fixed observed-frame shapes: telluric bands, sky lines, throughput, dust, DIBs."""
-    lam = _LAM
-    telluric = np.stack([np.where(lam >= head, np.exp(-(lam - head) / length), 0.0)
-                         * np.where(lam >= head - 3.0, 1.0, 0.0)
-                         for head, length, _ in _TELLURIC])
-    sky_centres = _air_to_vacuum(np.array(_SKY_LINES_AIR))
-    sigma = sky_centres / RESOLUTION / 2.3548
-    sky_lines = np.exp(-0.5 * ((lam[None, :] - sky_centres[:, None]) / sigma[:, None]) ** 2)
-    sky_lines /= (sigma[:, None] * np.sqrt(2 * np.pi) / spectra.GRID_STEP)  # unit area in pixels
-    sky_lines *= _SKY_LINE_STRENGTH[:, None]
-    sky_continuum = 0.6 + 0.4 * (lam / 6000.0) ** 2
-    # Throughput: blue end and far red fall off; the dichroic dip near the arm join.
-    throughput = (1.0 / (1.0 + np.exp(-(lam - 3950.0) / 90.0))
-                  * (1.0 / (1.0 + np.exp((lam - 8950.0) / 150.0)))
-                  * (1.0 - 0.35 * np.exp(-0.5 * ((lam - _ARM_JOIN) / 60.0) ** 2)))
-    ism = _ISM_FEATURES_VAC
-    dib = np.zeros_like(lam)
-    for centre, sigma_a, ew_per_ebv in ism:
-        dib += ew_per_ebv * np.exp(-0.5 * ((lam - centre) / sigma_a) ** 2) / (sigma_a * np.sqrt(2 * np.pi))
-    return telluric, sky_lines, sky_continuum, throughput, _ccm89(lam), dib
-
-
-# Interstellar absorption (vacuum A, sigma A incl. resolution, EW per unit E(B-V) in A):
-# Ca II K, Na D, diffuse interstellar bands 4428, 5780, 5797, 6284, 6614.
-_ISM_FEATURES_VAC = tuple(
-    (float(_air_to_vacuum(c)), s, e) for c, s, e in
-    ((3933.66, 1.2, 0.25), (5889.95, 1.5, 0.35), (5895.92, 1.5, 0.3), (4428.0, 8.0, 1.0),
-     (5780.5, 1.6, 0.45), (5797.1, 1.4, 0.15), (6283.8, 2.2, 0.6), (6613.6, 1.5, 0.2)))
-
-
-def _observe(rest_frame_flux, kind: str, rng) -> tuple[np.ndarray, dict]:
-    """Milky Way dust, atmosphere, instrument and noise applied to (n, 3601) observed-frame flux."""
-    n = rest_frame_flux.shape[0]
-    lam = _LAM
-    telluric, sky_lines, sky_continuum, throughput, ccm, dib = _observed_frame_templates()
-    cond = _OBSERVING[kind]
-    # Most sight lines are at high latitude; a minority crosses the disc.
-    ebv = rng.exponential(0.04, n) + (rng.random(n) < 0.2) * rng.uniform(0.05, 0.35, n)
-    flux = rest_frame_flux * 10 ** (-0.4 * 3.1 * ebv[:, None] * ccm[None, :])
-    flux = flux * np.exp(-np.minimum(ebv, 1.0)[:, None] * dib[None, :])
-    depth = np.array([t[2] for t in _TELLURIC])[None, :] * rng.lognormal(0.0, 0.5, (n, 1))
-    flux = flux * np.exp(-(depth @ telluric))
-    # Flux calibration: a smooth multiplicative error (Legendre series in wavelength) and the
-    # blue/red arm join, where the two arms are scaled separately.
-    x = (lam - lam.mean()) / (lam.max() - lam.mean())
-    legendre = np.stack([np.polynomial.legendre.Legendre.basis(k)(x) for k in (1, 2, 3)])
-    coeffs = rng.normal(0.0, [0.07, 0.04, 0.03], (n, 3))
-    join = rng.normal(_ARM_JOIN, 25.0, n)
-    step = rng.normal(0.0, 0.035, n)
-    red_side = 1.0 / (1.0 + np.exp(-(lam[None, :] - join[:, None]) / 8.0))
-    bump = rng.normal(0.01, 0.03, n)[:, None] * np.exp(-0.5 * ((lam[None, :] - join[:, None] - 70.0) / 50.0) ** 2)
-    flux = flux * np.exp(coeffs @ legendre + step[:, None] * red_side + bump)
-    # Flux level and S/N: correlated draws (brighter objects tend to have higher S/N).
-    common = rng.standard_normal(n)
-    level = cond["level"] * np.exp(cond["level_ln"] * common)
-    log_snr = np.log10(cond["snr_median"]) + cond["snr_dex"] * (
-        0.5 * common + np.sqrt(0.75) * rng.standard_normal(n))
-    snr = np.clip(10 ** log_snr, *cond["snr_range"])
-    mean = flux.mean(axis=1)
-    flux = flux * (level / np.where(mean > 0, mean, 1.0))[:, None]
-    # Noise: photon noise of object + sky through the throughput, scaled to the g-band S/N.
-    sky_ratio = cond["sky_ratio"] * rng.lognormal(0.0, 0.5, n)
-    sky = (sky_ratio * level)[:, None] * (sky_continuum + sky_lines.sum(axis=0))[None, :]
-    photons = (np.maximum(flux, 0.0) + sky) * throughput[None, :]
-    unit_snr = (np.maximum(flux, 0.0) * throughput[None, :] / np.sqrt(photons + 1e-12))[:, _G_BAND]
-    gain = (snr / np.maximum(unit_snr.mean(axis=1), 1e-12)) ** 2
-    sigma = np.sqrt(photons) / (throughput[None, :] * np.sqrt(gain)[:, None])
-    noise = sigma * rng.standard_normal((n, lam.size), dtype=np.float32)
-    # Sky-subtraction residuals at the sky lines, and rare cosmic-ray hits.
-    residual = rng.normal(0.0, 0.02, (n, sky_lines.shape[0])) @ sky_lines
-    flux = flux + noise + (sky_ratio * level)[:, None] * residual
-    hits = rng.poisson(0.7, n)
-    rows = np.repeat(np.arange(n), hits)
-    cols = rng.integers(0, lam.size, rows.size)
-    flux[rows, cols] += sigma[rows, cols] * rng.uniform(5.0, 30.0, rows.size)
-    flux, masked = _mask_and_bridge(flux, rng)
-    params = {"ebv": ebv, "snr_g": snr, "flux_level": level, "sky_ratio": sky_ratio,
-              "arm_step": step, "masked_fraction": masked}
-    return flux, params
-
-
-# Pixels the pipeline flags (or-mask) and the recipe bridges by interpolation (spectra.to_grid):
-# (probability, start range A, end range A). Edge stretches are held at the first/last good value.
+# Stretches the pipeline flags (or-mask) and the recipe bridges: (probability, start range A,
+# end range A); an end range of None means a short defect of 3-30 A.
 _MASKS = (
     (0.25, (3700.0, 3700.0), (3720.0, 4000.0)),  # blue edge, low throughput
     (0.55, (8850.0, 9100.0), (9100.0, 9100.0)),  # red edge
     (0.15, (5565.0, 5572.0), (5582.0, 5590.0)),  # [O I] 5577 sky line
     (0.08, (5700.0, 5850.0), (5860.0, 5960.0)),  # arm join
     (0.10, (7580.0, 7600.0), (7660.0, 7720.0)),  # O2 A band
-    (0.10, (3800.0, 9000.0), (0.0, 0.0)),  # a random short stretch (cosmetic defect), 3-30 A
+    (0.10, (3800.0, 9000.0), None),  # a cosmetic defect anywhere
 )
 
 
-def _mask_and_bridge(flux, rng):
-    """Replace randomly flagged stretches by the recipe's bridging; returns (flux, fraction)."""
+@dataclasses.dataclass(frozen=True)
+class _ObservedFrame:
+    log_basis: np.ndarray  # (10, 3601): dust, DIBs, 5 telluric bands, Legendre P1..P3
+    sky_lines: np.ndarray  # (lines, 3601), unit-area lines x strength
+    sky: np.ndarray  # (3601,) sky continuum + lines
+    inverse_throughput: np.ndarray  # (3601,)
+
+
+@functools.lru_cache(maxsize=None)
+def _observed_frame() -> _ObservedFrame:
+    lam = _LAM
+    dust = -0.4 * _LN10 * 3.1 * _ccm89(lam)
+    dib = np.zeros_like(lam)
+    for air, sigma, ew in _INTERSTELLAR:
+        centre = float(_air_to_vacuum(air))
+        dib -= ew * np.exp(-0.5 * ((lam - centre) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+    telluric = [-np.where(lam >= head, np.exp(-(lam - head) / length), 0.0)
+                for head, length, _ in _TELLURIC]
+    x = (lam - lam.mean()) / (lam.max() - lam.mean())
+    legendre = [np.polynomial.legendre.Legendre.basis(k)(x) for k in (1, 2, 3)]
+    log_basis = np.stack([dust, dib, *telluric, *legendre]).astype(np.float32)
+    centres = _air_to_vacuum(np.array(_SKY_LINES_AIR))
+    sigma = centres / RESOLUTION / 2.3548
+    sky_lines = np.exp(-0.5 * ((lam[None, :] - centres[:, None]) / sigma[:, None]) ** 2)
+    sky_lines *= (np.array(_SKY_LINE_STRENGTH) * spectra.GRID_STEP / (sigma * np.sqrt(2 * np.pi)))[:, None]
+    sky = 0.6 + 0.4 * (lam / 6000.0) ** 2 + sky_lines.sum(axis=0)
+    # Throughput: the blue end and the far red fall off; a dichroic dip at the arm join.
+    throughput = (1.0 / (1.0 + np.exp(-(lam - 3950.0) / 90.0))
+                  / (1.0 + np.exp((lam - 8950.0) / 150.0))
+                  * (1.0 - 0.35 * np.exp(-0.5 * ((lam - _ARM_JOIN) / 60.0) ** 2)))
+    frame = _ObservedFrame(log_basis, sky_lines.astype(np.float32), sky.astype(np.float32),
+                           (1.0 / throughput).astype(np.float32))
+    for array in (frame.log_basis, frame.sky_lines, frame.sky, frame.inverse_throughput):
+        array.flags.writeable = False
+    return frame
+
+
+def _observe(flux, kind: str, rng) -> tuple[np.ndarray, dict]:
+    """Milky Way dust, atmosphere, calibration, flux level, noise and masks: (n, 3601) float32."""
+    n = flux.shape[0]
+    frame = _observed_frame()
+    cond = _OBSERVING[kind]
+    ebv = rng.exponential(cond["ebv"], n) + (rng.random(n) < cond["disc_share"]) * rng.uniform(
+        0.05, 0.35, n)
+    telluric = np.array([t[2] for t in _TELLURIC])[None, :] * rng.lognormal(0.0, 0.5, (n, 1))
+    # Flux calibration: a smooth multiplicative error (Legendre series in wavelength).
+    calibration = rng.normal(0.0, [0.07, 0.04, 0.03], (n, 3))
+    coefficients = np.column_stack([ebv, np.minimum(ebv, 1.0), telluric, calibration])
+    log_factor = coefficients.astype(np.float32) @ frame.log_basis
+    # The blue and red arms are scaled separately: a step at the join and a small bump.
+    join = rng.normal(_ARM_JOIN, 25.0, n).astype(np.float32)
+    step = rng.normal(0.0, 0.035, n).astype(np.float32)
+    bump = rng.normal(0.01, 0.03, n).astype(np.float32)
+    window = _LAM32[_JOIN_WINDOW][None, :] - join[:, None]
+    log_factor[:, _JOIN_WINDOW] += (step[:, None] / (1.0 + np.exp(-window / 8.0))
+                                    + bump[:, None] * np.exp(-0.5 * ((window - 70.0) / 50.0) ** 2))
+    log_factor[:, _JOIN_WINDOW.stop:] += step[:, None]
+    flux = np.asarray(flux, dtype=np.float32) * np.exp(log_factor)
+    # Flux level and S/N: correlated draws (brighter objects tend to have higher S/N).
+    common = rng.standard_normal(n)
+    level = cond["level"] * np.exp(cond["level_ln"] * common)
+    log_snr = np.log10(cond["snr"]) + cond["snr_dex"] * (
+        0.5 * common + np.sqrt(0.75) * rng.standard_normal(n))
+    snr = np.clip(10 ** log_snr, *cond["snr_range"])
+    mean = flux.mean(axis=1)
+    flux *= (level / np.where(mean > 0, mean, 1.0)).astype(np.float32)[:, None]
+    # Photon noise of object + sky through the throughput, scaled to the g-band S/N:
+    # sigma^2 = (f + sky) / (throughput * gain).
+    sky_ratio = cond["sky_ratio"] * rng.lognormal(0.0, 0.5, n)
+    sky_level = (sky_ratio * level).astype(np.float32)[:, None]
+    variance = np.maximum(flux, 0.0) + sky_level * frame.sky[None, :]
+    variance *= frame.inverse_throughput[None, :]
+    g = _G_BAND
+    unit_snr = (np.maximum(flux[:, g], 0.0) / np.sqrt(variance[:, g])).mean(axis=1)
+    gain = (snr / np.maximum(unit_snr, 1e-12)) ** 2
+    sigma = np.sqrt(variance / gain.astype(np.float32)[:, None])
+    flux += sigma * rng.standard_normal(flux.shape, dtype=np.float32)
+    # Sky-subtraction residuals at the sky lines (a few per cent of each line).
+    residual = rng.normal(0.0, 0.02, (n, frame.sky_lines.shape[0])).astype(np.float32)
+    flux += sky_level * (residual @ frame.sky_lines)
+    # Cosmic-ray hits the pipeline missed.
+    hits = rng.poisson(0.7, n)
+    rows = np.repeat(np.arange(n), hits)
+    cols = rng.integers(0, flux.shape[1], rows.size)
+    flux[rows, cols] += sigma[rows, cols] * rng.uniform(5.0, 30.0, rows.size).astype(np.float32)
+    masked = _mask_and_bridge(flux, rng)
+    params = {"ebv": ebv, "snr_g": snr, "flux_level": level, "sky_ratio": sky_ratio,
+              "arm_step": step.astype(np.float64), "masked_fraction": masked}
+    return flux, params
+
+
+def _mask_and_bridge(flux, rng) -> np.ndarray:
+    """Bridge randomly flagged stretches in place the way ``spectra.to_grid`` does (linear
+    between the good neighbours, edge value held at the ends); returns the masked fraction."""
     n, size = flux.shape
-    index = np.arange(size)[None, :]
-    masked = np.zeros((n, size), bool)
-    for probability, (s0, s1), (e0, e1) in _MASKS:
+    rows = np.arange(n)
+    masked = np.zeros(n)
+    for probability, (s0, s1), end in _MASKS:
         start_lam = rng.uniform(s0, s1, n)
-        end_lam = rng.uniform(e0, e1, n) if e1 > 0 else start_lam + rng.uniform(3.0, 30.0, n)
+        end_lam = rng.uniform(*end, n) if end is not None else start_lam + rng.uniform(3, 30, n)
         on = rng.random(n) < probability
         start = np.searchsorted(_LAM, start_lam)
         stop = np.minimum(np.searchsorted(_LAM, end_lam, side="right"), size)
         stop = np.where(on, np.maximum(stop, start), start)
-        masked |= (index >= start[:, None]) & (index < stop[:, None])
-    if not masked.any():
-        return flux, np.zeros(n)
-    # Linear interpolation across each masked run from its good neighbours; edges held.
-    good_index = np.where(~masked, index, -1)
-    left = np.maximum.accumulate(good_index, axis=1)
-    right = np.where(~masked, index, size)
-    right = np.minimum.accumulate(right[:, ::-1], axis=1)[:, ::-1]
-    left_ok, right_ok = left >= 0, right < size
-    left_c = np.where(left_ok, left, np.where(right_ok, right, 0))
-    right_c = np.where(right_ok, right, left_c)
-    fl = np.take_along_axis(flux, left_c, axis=1)
-    fr = np.take_along_axis(flux, right_c, axis=1)
-    span = np.maximum(right_c - left_c, 1)
-    t = np.clip((index - left_c) / span, 0.0, 1.0)
-    bridged = fl + (fr - fl) * t
-    return np.where(masked, bridged, flux), masked.mean(axis=1)
+        width = int((stop - start).max())
+        if width == 0:
+            continue
+        left = flux[rows, np.maximum(start - 1, 0)]
+        right = flux[rows, np.minimum(stop, size - 1)]
+        left = np.where(start == 0, right, left)
+        right = np.where(stop == size, left, right)
+        offset = np.arange(width)[None, :]
+        cols = start[:, None] + offset
+        inside = cols < stop[:, None]
+        t = ((offset + 1) / (stop - start + 1)[:, None]).astype(np.float32)
+        values = left[:, None] + (right - left)[:, None] * t
+        r, c = np.nonzero(inside)
+        flux[r, cols[r, c]] = values[r, c]
+        masked += (stop - start) / size
+    return masked

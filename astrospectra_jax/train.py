@@ -94,12 +94,12 @@ def validate(config: ml_collections.ConfigDict) -> datasets.DatasetSpec:
         check(config.batch_size % jax.device_count() == 0,
               f"config.batch_size={config.batch_size} must be divisible by the number of "
               f"devices ({jax.device_count()})")
-    for field in ("num_epochs", "steps_per_call", "checkpoint_every_steps", "keep_checkpoints",
+    for field in ("num_epochs", "checkpoint_every_steps", "keep_checkpoints",
                   "log_every_steps", "shuffle_buffer"):
         value = config[field]
         check(isinstance(value, int) and value > 0,
               f"config.{field}={value!r} must be a positive integer")
-    for field in ("eval_every_epochs", "max_steps", "seed"):
+    for field in ("eval_every_epochs", "max_steps", "seed", "steps_per_call"):
         value = config[field]
         check(isinstance(value, int) and value >= 0,
               f"config.{field}={value!r} must be a non-negative integer")
@@ -186,18 +186,39 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) 
 
 # ----------------------------------------------------------------------------- compiled steps
 
-def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train: int):
-    """The jitted functions: ``device_chunk``, ``stream_chunk`` and ``eval_batches``."""
+def resolve_steps_per_call(config: ml_collections.ConfigDict) -> int:
+    """``config.steps_per_call``, or when 0 (auto): 1 on CPU (a Python call costs little next to
+    a CPU step, and see chunk_unroll), 20 on accelerators."""
+    if config.steps_per_call:
+        return config.steps_per_call
+    return 1 if jax.default_backend() == "cpu" else 20
+
+
+def chunk_unroll(steps_per_call: int) -> int:
+    """How far ``lax.scan`` unrolls a chunk: fully on CPU, where XLA runs convolutions inside
+    loop or conditional bodies several times slower than in straight-line code (measured: ~6x
+    for SimpleCNN1), rolled elsewhere."""
+    return steps_per_call if jax.default_backend() == "cpu" else 1
+
+
+def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train: int,
+               steps_per_call: int):
+    """The jitted functions: ``device_chunk``, ``stream_chunk`` and ``eval_batch``."""
     seed_key = jax.random.key(config.seed)
     data_key = jax.random.fold_in(seed_key, _DATA_STREAM)
     augment_key = jax.random.fold_in(seed_key, _AUGMENT_STREAM)
-    batch_size, chunk = config.batch_size, config.steps_per_call
+    batch_size, chunk = config.batch_size, steps_per_call
+    unroll = chunk_unroll(chunk)
+    # Epochs a chunk can touch: steps s0 .. s0 + chunk - 1 span at most this many.
+    num_permutations = (chunk - 1) // steps_per_epoch + 2
     prep = dict(kind=spec.kind, input_size=config.model.input_size)
     max_shift = config.augment.max_shift
     on_batch = input_pipeline.batch_sharded(mesh)
     replicated = input_pipeline.replicated(mesh)
 
-    def train_step(state, features, labels):
+    def train_step(state, features, labels, end_step):
+        """One optimizer step; a no-op (state unchanged) once ``state.step >= end_step``, so a
+        chunk of fixed length can end early without a second compilation."""
         features = jax.lax.with_sharding_constraint(features, on_batch)
         labels = jax.lax.with_sharding_constraint(labels, on_batch)
         x = input_pipeline.preprocess(features, max_shift=max_shift,
@@ -214,49 +235,42 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
         (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
-                 "model_state": model_state, "opt_state": opt_state}
+        new_state = {"step": state["step"] + 1,
+                     "params": optax.apply_updates(state["params"], updates),
+                     "model_state": model_state, "opt_state": opt_state}
+        # select, not cond: no control flow around the step (see chunk_unroll); lax.select
+        # also keeps typed PRNG keys typed.
+        active = state["step"] < end_step
+        state = jax.tree.map(lambda new, old: jax.lax.select(active, new, old), new_state, state)
         accuracy = (jnp.argmax(logits, -1) == labels).mean()
         return state, {"loss": loss, "accuracy": accuracy}
 
-    def skip_step(state):
-        return state, {"loss": jnp.zeros(()), "accuracy": jnp.zeros(())}
-
     def device_chunk(state, train_features, train_labels, end_step):
-        """Steps ``state.step .. end_step`` (at most ``chunk``), gathering batches on device."""
-        def body(carry, _):
-            state, perm, perm_epoch = carry
-            step = state["step"]
-            epoch, position = step // steps_per_epoch, step % steps_per_epoch
+        """``chunk`` steps from ``state.step`` (those at or past ``end_step`` are no-ops),
+        gathering each batch from the device-resident split."""
+        first_epoch = state["step"] // steps_per_epoch
+        permutations = jax.vmap(
+            lambda epoch: input_pipeline.epoch_permutation(data_key, epoch, num_train))(
+                first_epoch + jnp.arange(num_permutations))
 
-            def run(state, perm, perm_epoch):
-                perm = jax.lax.cond(
-                    epoch == perm_epoch, lambda: perm,
-                    lambda: input_pipeline.epoch_permutation(data_key, epoch, num_train))
-                idx = input_pipeline.batch_indices(perm, position, batch_size)
-                state, out = train_step(state, jnp.take(train_features, idx, axis=0),
-                                        jnp.take(train_labels, idx, axis=0))
-                return (state, perm, epoch), out
+        def body(state, _):
+            epoch, position = jnp.divmod(state["step"], steps_per_epoch)
+            idx = input_pipeline.batch_indices(permutations[epoch - first_epoch], position,
+                                               batch_size)
+            return train_step(state, jnp.take(train_features, idx, axis=0),
+                              jnp.take(train_labels, idx, axis=0), end_step)
 
-            def skip(state, perm, perm_epoch):
-                state, out = skip_step(state)
-                return (state, perm, perm_epoch), out
-
-            return jax.lax.cond(step < end_step, run, skip, state, perm, perm_epoch)
-
-        carry = (state, jnp.zeros((num_train,), jnp.int32), jnp.int32(-1))
-        (state, _, _), out = jax.lax.scan(body, carry, length=chunk)
-        return state, out
+        return jax.lax.scan(body, state, length=chunk, unroll=unroll)
 
     def stream_chunk(state, features, labels, end_step):
         """Like ``device_chunk`` over given batches: features (chunk, B, ...)."""
-        def body(state, batch):
-            return jax.lax.cond(state["step"] < end_step, train_step, lambda s, f, l: skip_step(s),
-                                state, *batch)
+        return jax.lax.scan(lambda state, batch: train_step(state, *batch, end_step), state,
+                            (features, labels), unroll=unroll)
 
-        return jax.lax.scan(body, state, (features, labels))
-
-    def eval_batch(state, features, labels, mask):
+    def eval_batch(state, features, labels, mask, index):
+        """Sum of loss, number correct and the predictions of batch ``index`` of a padded split."""
+        features, labels, mask = (jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size)
+                                  for a in (features, labels, mask))
         features = jax.lax.with_sharding_constraint(features, on_batch)
         x = input_pipeline.preprocess(features, **prep)
         model = nnx.merge(graphdef, state["params"], state["model_state"])
@@ -268,23 +282,9 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
         correct = ((predictions == labels) * mask).sum()
         return loss_sum, correct, predictions
 
-    def eval_batches(state, features, labels, mask):
-        """Sum of loss, number correct and predictions over whole padded splits (N = k * B)."""
-        num_batches = labels.shape[0] // batch_size
-
-        def body(totals, i):
-            batch = [jax.lax.dynamic_slice_in_dim(a, i * batch_size, batch_size)
-                     for a in (features, labels, mask)]
-            loss_sum, correct, predictions = eval_batch(state, *batch)
-            return (totals[0] + loss_sum, totals[1] + correct), predictions
-
-        (loss_sum, correct), predictions = jax.lax.scan(
-            body, (jnp.zeros(()), jnp.zeros(())), jnp.arange(num_batches))
-        return loss_sum, correct, predictions.reshape(-1)
-
-    jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=replicated)  # noqa: E731
-    return {"device_chunk": jit(device_chunk), "stream_chunk": jit(stream_chunk),
-            "eval_batches": jax.jit(eval_batches, out_shardings=replicated)}
+    train_jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=replicated)  # noqa: E731
+    return {"device_chunk": train_jit(device_chunk), "stream_chunk": train_jit(stream_chunk),
+            "eval_batch": jax.jit(eval_batch, out_shardings=replicated)}
 
 
 # ----------------------------------------------------------------------------- data
@@ -321,10 +321,10 @@ class _Data:
             batch_size=self.config.batch_size, seed=self.config.seed, start_step=start_step,
             steps_per_epoch=steps_per_epoch, shuffle_buffer=self.config.shuffle_buffer)
 
-    def stream_chunk(self, batches, num_steps: int):
+    def stream_chunk(self, batches, num_steps: int, chunk: int):
         """(features, labels) global arrays (chunk, B, ...) of the next ``num_steps`` batches,
-        padded with zeros to the chunk length (the padded steps are skipped on device)."""
-        chunk, local_batch = self.config.steps_per_call, self.config.batch_size // jax.process_count()
+        padded with zeros to the chunk length (the padded steps are no-ops on device)."""
+        local_batch = self.config.batch_size // jax.process_count()
         features = np.zeros((chunk, local_batch, *self.feature_shape), self.train_dtype)
         labels = np.zeros((chunk, local_batch), np.int32)
         for i in range(num_steps):
@@ -333,29 +333,26 @@ class _Data:
                 input_pipeline.global_batch(labels, self.mesh, leading_axes=1))
 
 
-def evaluate(data: _Data, eval_batches, state) -> dict[str, Any]:
-    """Test loss, accuracy and predictions over the whole test split (padding masked)."""
+def evaluate(data: _Data, eval_batch, state) -> dict[str, Any]:
+    """Test loss, accuracy and predictions over the whole test split (padding masked).
+
+    One call per batch: evaluation is rare, and a loop inside the compiled function would be
+    slow on CPU (see chunk_unroll). Results stay on device until the end.
+    """
     n = len(data.test_labels)
     if data.test is not None:
-        loss_sum, correct, predictions = jax.device_get(eval_batches(state, *data.test))
-        return {"loss": float(loss_sum) / n, "accuracy": float(correct) / n,
-                "predictions": np.asarray(predictions)[:n], "labels": data.test_labels}
-    loss_sum = correct = 0.0
-    predictions, labels = [], []
-    batches = input_pipeline.tfdata_eval_batches(
-        data.config.dataset, data_dir=data.config.data_dir, feature_key=data.feature_key,
-        batch_size=data.config.batch_size)
-    for features, batch_labels, mask in batches:
-        arrays = [input_pipeline.global_batch(a, data.mesh)
-                  for a in (features, batch_labels, mask)]
-        batch_loss, batch_correct, batch_predictions = jax.device_get(
-            eval_batches(state, *arrays))
-        loss_sum += float(batch_loss)
-        correct += float(batch_correct)
-        predictions.append(np.asarray(batch_predictions))
-    predictions = np.concatenate(predictions)[:n]
-    return {"loss": loss_sum / n, "accuracy": correct / n, "predictions": predictions,
-            "labels": data.test_labels}
+        num_batches = data.test[1].shape[0] // data.config.batch_size
+        outputs = [eval_batch(state, *data.test, np.int32(i)) for i in range(num_batches)]
+    else:
+        batches = input_pipeline.tfdata_eval_batches(
+            data.config.dataset, data_dir=data.config.data_dir, feature_key=data.feature_key,
+            batch_size=data.config.batch_size)
+        outputs = [eval_batch(state, *(input_pipeline.global_batch(a, data.mesh) for a in batch),
+                              np.int32(0))
+                   for batch in batches]
+    loss_sums, corrects, predictions = zip(*jax.device_get(outputs))
+    return {"loss": float(np.sum(loss_sums)) / n, "accuracy": float(np.sum(corrects)) / n,
+            "predictions": np.concatenate(predictions)[:n], "labels": data.test_labels}
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -416,7 +413,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     total_steps = config.num_epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-    chunk = config.steps_per_call
+    chunk = resolve_steps_per_call(config)
 
     tx, schedule = make_optimizer(config, steps_per_epoch)
     graphdef, state = init_state(config, spec, tx, mesh)
@@ -432,27 +429,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      steps_per_epoch, total_steps, batch_size, jax.device_count(),
                      jax.devices()[0].platform)
 
-        steps = make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, data.num_train)
+        steps = make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, data.num_train,
+                           chunk)
         compile_start = time.time()
         end_arg = np.int32(0)
         if data.train is not None:
             train_chunk = steps["device_chunk"].lower(state, *data.train, end_arg).compile()
-            eval_fn = steps["eval_batches"].lower(state, *data.test).compile()
+            eval_fn = steps["eval_batch"].lower(state, *data.test, end_arg).compile()
             call_chunk = lambda state, end, _: train_chunk(state, *data.train, np.int32(end))  # noqa: E731
         else:
             batches = data.stream(start_step, steps_per_epoch)
-            example = data.stream_chunk(iter(()), 0)
+            example = data.stream_chunk(iter(()), 0, chunk)
             train_chunk = steps["stream_chunk"].lower(state, *example, end_arg).compile()
-            eval_fn = steps["eval_batches"]
+            eval_fn = steps["eval_batch"]
             call_chunk = lambda state, end, n: train_chunk(  # noqa: E731
-                state, *data.stream_chunk(batches, n), np.int32(end))
+                state, *data.stream_chunk(batches, n, chunk), np.int32(end))
         compile_seconds = time.time() - compile_start
         logging.info("Compiled the training chunk (%d steps/call) in %.1f s", chunk,
                      compile_seconds)
 
         with _Preemption() as preemption:
             outcome = _train_loop(config, state, call_chunk, eval_fn, data, manager, log,
-                                  preemption, schedule, start_step, total_steps, steps_per_epoch)
+                                  preemption, schedule, start_step, total_steps, steps_per_epoch,
+                                  chunk)
         if outcome["preempted"]:
             manager.wait_until_finished()
             logging.warning("SIGTERM: saved a checkpoint at step %d in %s and stopped; rerun the "
@@ -505,11 +504,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preemption, schedule,
-                start_step: int, total_steps: int, steps_per_epoch: int) -> dict[str, Any]:
+                start_step: int, total_steps: int, steps_per_epoch: int, chunk: int
+                ) -> dict[str, Any]:
     """Dispatch chunks until ``total_steps``; metrics are read one chunk late so the devices
     never wait for Python, except before checkpoints and evaluations, which must know that
     every step so far was finite."""
-    batch_size, chunk = config.batch_size, config.steps_per_call
+    batch_size = config.batch_size
     every = config.checkpoint_every_steps
     pending: list[tuple[int, int, Any]] = []  # (first step, steps, metrics on device)
     window = {"loss": [], "accuracy": [], "time": time.time(), "step": start_step}

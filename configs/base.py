@@ -12,7 +12,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.kind = "deep"  # "classical" configs go to astrospectra_jax.classical instead
 
-    # TFDS name: astrospectra_mnist/{v1,v2}[_synthetic[_mini]], line_astro_spectra/..., fashion_mnist.
+    # TFDS name: astrospectra_mnist/{v1,v2}[_synthetic[_mini]], line_astro_spectra/...
     config.dataset = "astrospectra_mnist/v2"
     config.data_dir = config_dict.placeholder(str)  # None: the TFDS default (~/tensorflow_datasets)
 
@@ -39,7 +39,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     config.input_pipeline = "device"  # device: splits live on the accelerators | tfdata: streamed
     config.shuffle_buffer = 50_000  # tfdata only
-    config.steps_per_call = 20  # training steps per compiled call (lax.scan)
+    config.steps_per_call = 0  # steps per compiled call (lax.scan); 0: auto, 1 on CPU, 20 else
     config.checkpoint_every_steps = 1000
     config.keep_checkpoints = 3
     config.eval_every_epochs = 1  # 0: evaluate only at the end

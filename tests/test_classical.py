@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import textwrap
@@ -150,26 +151,36 @@ def test_dask_backend_gives_the_local_results(tmp_path):
 
 
 def test_a_killed_grid_resumes_with_the_missing_configurations(tmp_path):
+    psutil = pytest.importorskip("psutil")
     store = tmp_path / "store"
-    script = textwrap.dedent(f"""
+    script = tmp_path / "grid.py"
+    script.write_text(textwrap.dedent(f"""
         from astrospectra_jax import classical
         from tests.test_classical import SLOW_ROW, tiny_data
-        rows = classical.grid_rows()[:2] + [SLOW_ROW]
-        classical.run_grid(*tiny_data(), rows, store_dir={str(store)!r}, n_jobs=1,
-                           progress=False)
-    """)
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+
+        if __name__ == "__main__":
+            rows = classical.grid_rows()[:2] + [SLOW_ROW]
+            classical.run_grid(*tiny_data(), rows, store_dir={str(store)!r}, n_jobs=1,
+                               time_budget_s=600, progress=False)
+    """))
+    process = subprocess.Popen([sys.executable, str(script)], cwd=REPO,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         deadline = time.monotonic() + 60
         while len(list(store.glob("*.json"))) < 2:
             assert process.poll() is None, "the grid stopped by itself"
             assert time.monotonic() < deadline, "the first configurations never finished"
             time.sleep(0.1)
-        time.sleep(0.3)
+        time.sleep(0.5)
         assert process.poll() is None  # still inside the slow configuration
+        helpers = psutil.Process(process.pid).children(recursive=True)
+        assert any("classical" in " ".join(p.cmdline()) for p in helpers)  # the fitting process
     finally:
         process.kill()
         process.wait()
+    # The fitting processes stop with the grid instead of fitting on for nobody.
+    _, alive = psutil.wait_procs(helpers, timeout=15)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     before = {p.name: p.stat().st_mtime_ns for p in store.glob("*.json")}
     assert len(before) == 2 and not list(store.glob("*.tmp"))
 

@@ -249,3 +249,17 @@ def test_simulation_does_not_depend_on_the_number_of_workers(monkeypatch):
         for field in ("ids", "images", "lines", "labels"):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert parallel[-1].ids[-1] == "synthetic_v2_test_000099"
+
+
+def test_command_line_errors_name_the_problem(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        convert.main(["fits", "--input", str(tmp_path / "nowhere"), "--task", "v2",
+                      "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert "nowhere: no such folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        convert.main(["synthetic", "--task", "v2", "--train", "0", "--out", str(tmp_path)])
+    assert "--train and --test must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        convert.main(["synthetic", "--task", "v9", "--out", str(tmp_path)])
+    assert "invalid choice: 'v9'" in capsys.readouterr().err

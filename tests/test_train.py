@@ -1,0 +1,301 @@
+"""Training end to end on the small simulated dataset: outputs, exact resume after SIGKILL,
+SIGTERM, 8 simulated devices, config validation, clean errors, the tf.data pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from astrospectra_jax import checkpointing, datasets, input_pipeline, train
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the configs/ folder, as when running main.py from the repo
+
+from configs.base import get_base_config  # noqa: E402
+
+DATASET = "astrospectra_mnist/v2_synthetic_mini"  # 1200 train / 300 test, built in seconds
+RESULT_FIELDS = ("accuracy", "per_class", "confusion_matrix", "class_names", "dataset",
+                 "synthetic", "config", "seed", "devices", "git_commit", "wall_time_s",
+                 "train_examples_per_s", "compile_time_s", "test_loss")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("tfds")
+    datasets.load_arrays(DATASET, "train", data_dir=str(folder))  # builds every split once
+    return str(folder)
+
+
+def tiny_config(data_dir: str, **overrides):
+    config = get_base_config()
+    config.dataset = DATASET
+    config.data_dir = data_dir
+    config.model.name = "lenet"
+    config.batch_size = 32  # 37 steps per epoch
+    config.num_epochs = 1
+    config.max_steps = 12
+    config.steps_per_call = 4
+    config.checkpoint_every_steps = 8
+    config.log_every_steps = 4
+    config.update_from_flattened_dict(overrides)
+    return config
+
+
+def checkpoint_steps(workdir: Path) -> list[int]:
+    folder = workdir / "checkpoints"
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+def saved_state(workdir: Path, step: int) -> dict:
+    return ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
+
+
+# ----------------------------------------------------------------------------- in process
+
+def test_train_writes_checkpoints_metrics_and_results(data_dir, tmp_path):
+    config = tiny_config(data_dir, steps_per_call=1, eval_every_epochs=1, max_steps=0,
+                         num_epochs=2)
+    results = train.train_and_evaluate(config, str(tmp_path))
+
+    assert checkpoint_steps(tmp_path) == [64, 72, 74]  # every 8 steps, 3 kept, and the final
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if r["split"] == "train"]
+    test_records = [r for r in records if r["split"] == "test"]
+    assert [r["step"] for r in train_records][:3] == [4, 8, 12] and train_records[-1]["step"] == 74
+    assert all(np.isfinite(r["loss"]) and r["examples_per_s"] > 0 for r in train_records)
+    assert [r["step"] for r in test_records] == [37, 74]  # after epoch 1, and the final
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert (tmp_path / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    for field in RESULT_FIELDS:
+        assert field in saved, field
+    assert saved["synthetic"] is True and saved["dataset"] == DATASET
+    assert saved["class_names"] == ["F", "G", "K"]
+    matrix = np.array(saved["confusion_matrix"])
+    assert matrix.shape == (3, 3) and matrix.sum() == 300
+    assert saved["accuracy"] == pytest.approx(np.trace(matrix) / 300)
+    assert saved["accuracy"] == pytest.approx(test_records[-1]["accuracy"])
+    assert saved["accuracy"] > 0.5  # chance is 1/3
+    assert saved["devices"]["count"] == jax.device_count()
+    assert saved["config"]["model"]["name"] == "lenet"
+    assert saved["train_examples_per_s"] > 0 and saved["compile_time_s"] > 0
+
+
+def test_evaluation_masks_the_padding_of_the_last_batch(data_dir, tmp_path):
+    config = tiny_config(data_dir)  # 300 test examples -> 10 batches of 32, the last 12 real
+    results = train.train_and_evaluate(config, str(tmp_path))
+    assert sum(c["support"] for c in results["per_class"].values()) == 300
+    assert results["test_examples"] == 300
+    # Same parameters, evaluated with batches that divide the split exactly: same numbers.
+    spec = datasets.info(DATASET)
+    mesh = input_pipeline.make_mesh()
+    tx, _ = train.make_optimizer(config, 37)
+    graphdef, state = train.init_state(config, spec, tx, mesh)
+    state, _ = checkpointing.restore_latest(
+        checkpointing.open_manager(tmp_path / "checkpoints", 3), state)
+    features, labels = datasets.load_arrays(DATASET, "test", data_dir=data_dir)
+    exact = config.copy_and_resolve_references()
+    exact.batch_size = 30
+    eval_batch = train.make_steps(exact, spec, graphdef, tx, mesh, 40, 1200, 1)["eval_batch"]
+    arrays = [input_pipeline.put_replicated(a, mesh)
+              for a in (features, labels, np.ones(300, bool))]
+    outputs = jax.device_get([eval_batch(state, *arrays, np.int32(i)) for i in range(10)])
+    predictions = np.concatenate([o[2] for o in outputs])
+    assert results["accuracy"] == pytest.approx(np.mean(predictions == labels))
+    assert results["test_loss"] == pytest.approx(sum(o[0] for o in outputs) / 300, rel=1e-5)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model.name", "resnet99", "config.model.name='resnet99' is not a known model; known: "),
+    ("dataset", "mnist", "config.dataset='mnist' is not a known dataset; known: "),
+    ("model.input_size", 224, "config.model.input_size=224 is not supported by model 'lenet'"),
+    ("model.name", "conv1d", "is a line model but config.dataset="),
+    ("model.dtype", "float16", "config.model.dtype='float16' must be one of"),
+    ("batch_size", 0, "config.batch_size=0 must be a positive integer"),
+    ("num_epochs", 0, "config.num_epochs=0 must be a positive integer"),
+    ("num_epochs", -2, "config.num_epochs=-2 must be a positive integer"),
+    ("optimizer.name", "lamb", "config.optimizer.name='lamb' must be one of"),
+    ("optimizer.learning_rate", 0.0, "config.optimizer.learning_rate=0.0 must be positive"),
+    ("schedule", "linear", "config.schedule='linear' must be one of"),
+    ("input_pipeline", "grain", "config.input_pipeline='grain' must be one of"),
+    ("label_smoothing", 1.0, "config.label_smoothing=1.0 must be in [0, 1)"),
+    ("checkpoint_every_steps", 0, "config.checkpoint_every_steps=0 must be a positive integer"),
+    ("steps_per_call", -1, "config.steps_per_call=-1 must be a non-negative integer"),
+    ("augment.max_shift", -1, "config.augment.max_shift=-1 must be >= 0"),
+])
+def test_invalid_config_is_refused_naming_the_field(data_dir, tmp_path, field, value, message):
+    config = tiny_config(data_dir, **{field: value})
+    with pytest.raises(train.ConfigError, match="invalid config") as error:
+        train.train_and_evaluate(config, str(tmp_path))
+    assert message in str(error.value)
+    assert not (tmp_path / "checkpoints").exists()  # refused before anything was set up
+
+
+def test_line_dataset_needs_a_line_model(data_dir, tmp_path):
+    config = tiny_config(data_dir, dataset="line_astro_spectra/v2_synthetic_mini")
+    with pytest.raises(train.ConfigError, match="'lenet' is an image model but "
+                                                "config.dataset='line_astro_spectra"):
+        train.validate(config)
+
+
+def test_batch_size_must_divide_over_devices_and_fit_the_split(data_dir, tmp_path):
+    config = tiny_config(data_dir, batch_size=4096)
+    with pytest.raises(train.ConfigError, match="batch_size=4096 exceeds the 1200 training"):
+        train.train_and_evaluate(config, str(tmp_path))
+    if jax.device_count() > 1:
+        with pytest.raises(train.ConfigError, match="divisible by the number of devices"):
+            train.validate(tiny_config(data_dir, batch_size=jax.device_count() + 1))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+    config = tiny_config(data_dir, steps_per_call=1, checkpoint_every_steps=1, max_steps=20,
+                         **{"optimizer.learning_rate": 1e38})  # params overflow at step 2
+    with pytest.raises(train.NonFiniteLossError, match=r"training loss is (nan|inf) at step \d+"
+                       ) as error:
+        train.train_and_evaluate(config, str(tmp_path))
+    bad_step = int(str(error.value).split(" at step ")[1].split()[0])
+    steps = checkpoint_steps(tmp_path)
+    assert steps and max(steps) == bad_step - 1
+    assert f"last good checkpoint is step {bad_step - 1}" in str(error.value)
+    params = jax.tree.leaves(saved_state(tmp_path, max(steps))["params"])
+    assert all(np.isfinite(p).all() for p in params)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_tfdata_pipeline_trains_in_bfloat16(data_dir, tmp_path):
+    config = tiny_config(data_dir, input_pipeline="tfdata", max_steps=10, steps_per_call=3,
+                         **{"model.dtype": "bfloat16"})
+    results = train.train_and_evaluate(config, str(tmp_path))
+    assert checkpoint_steps(tmp_path) == [9, 10]  # chunk ends 3, 6, 9 (crosses 8), 10
+    assert np.array(results["confusion_matrix"]).sum() == 300
+    assert 0.0 <= results["accuracy"] <= 1.0 and np.isfinite(results["test_loss"])
+
+
+def test_tfdata_batches_resume_where_they_left_off(data_dir):
+    def stream(start):
+        return input_pipeline.tfdata_train_batches(
+            DATASET, data_dir=data_dir, feature_key="image", batch_size=100, seed=3,
+            start_step=start, steps_per_epoch=12, shuffle_buffer=2000)
+
+    from_start = stream(0)
+    first = [next(from_start) for _ in range(15)]  # into the second epoch
+    resumed = stream(10)
+    for expected in first[10:]:
+        features, labels = next(resumed)
+        np.testing.assert_array_equal(features, expected[0])
+        np.testing.assert_array_equal(labels, expected[1])
+    epoch_labels = np.concatenate([labels for _, labels in first[:12]])
+    assert len(epoch_labels) == 1200  # one whole epoch, no repeats
+    assert not np.array_equal(first[0][1], first[12][1])  # reshuffled for epoch 2
+
+
+# ----------------------------------------------------------------------------- main.py
+
+def main_command(workdir: Path, data_dir: str, **overrides) -> list[str]:
+    fields = {"dataset": DATASET, "data_dir": data_dir, "model.name": "lenet",
+              "batch_size": 32, "num_epochs": 3, "steps_per_call": 2,
+              "checkpoint_every_steps": 4, "keep_checkpoints": 2, "log_every_steps": 10,
+              **overrides}
+    return ([sys.executable, str(REPO / "main.py"), f"--config={REPO / 'configs/quickstart.py'}",
+             f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in fields.items()])
+
+
+def run_env(devices: int = 1) -> dict[str, str]:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                        f" --xla_force_host_platform_device_count={devices}").strip()
+    return env
+
+
+def start(command, devices: int = 1) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=REPO, env=run_env(devices), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_checkpoint_after(workdir: Path, step: int, process: subprocess.Popen) -> int:
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        later = [s for s in checkpoint_steps(workdir) if s > step]
+        if later:
+            return later[0]
+        if process.poll() is not None:
+            raise AssertionError(f"run ended before a checkpoint after step {step}:\n"
+                                 + process.stderr.read()[-3000:])
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint within 240 s")
+
+
+def finish(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
+def test_sigterm_sigkill_resume_exactly_and_eight_devices_agree(data_dir, tmp_path):
+    """One run is stopped by SIGTERM (clean exit 0), restarted, killed by SIGKILL, restarted:
+    it must end bit-identical to an uninterrupted run. A run on 8 simulated CPU devices must
+    agree with it to float tolerance."""
+    total = 3 * 37
+    reference, eight, interrupted = (tmp_path / n for n in ("reference", "eight", "interrupted"))
+    reference_run = start(main_command(reference, data_dir))
+    eight_run = start(main_command(eight, data_dir), devices=8)
+
+    run = start(main_command(interrupted, data_dir))
+    wait_for_checkpoint_after(interrupted, 0, run)
+    run.send_signal(signal.SIGTERM)
+    assert "Preempted (SIGTERM): checkpoint saved at step" in finish(run)
+    stopped_at = max(checkpoint_steps(interrupted))
+    assert 0 < stopped_at < total and not (interrupted / "results.json").exists()
+
+    run = start(main_command(interrupted, data_dir))
+    killed_after = wait_for_checkpoint_after(interrupted, stopped_at, run)
+    run.kill()
+    run.wait()
+    assert not (interrupted / "results.json").exists()
+    assert max(checkpoint_steps(interrupted)) < total
+
+    finish(start(main_command(interrupted, data_dir)))
+    finish(reference_run)
+    finish(eight_run)
+    results = {name: json.loads((folder / "results.json").read_text())
+               for name, folder in (("reference", reference), ("eight", eight),
+                                    ("interrupted", interrupted))}
+    assert results["interrupted"]["resumed_from_step"] >= killed_after
+    assert results["eight"]["devices"]["count"] == 8
+    for field in ("accuracy", "test_loss", "confusion_matrix", "per_class"):
+        assert results["interrupted"][field] == results["reference"][field], field
+    assert results["eight"]["accuracy"] == pytest.approx(results["reference"]["accuracy"],
+                                                         abs=0.01)
+    assert results["eight"]["test_loss"] == pytest.approx(results["reference"]["test_loss"],
+                                                          rel=1e-3)
+
+    final = {name: jax.tree.leaves(saved_state(folder, total)["params"])
+             for name, folder in (("reference", reference), ("eight", eight),
+                                  ("interrupted", interrupted))}
+    for ref, resumed, sharded in zip(final["reference"], final["interrupted"], final["eight"]):
+        np.testing.assert_array_equal(resumed, ref)
+        np.testing.assert_allclose(sharded, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_missing_real_dataset_is_a_clean_error(tmp_path):
+    empty = tmp_path / "tfds"
+    empty.mkdir()
+    command = main_command(tmp_path / "run", str(empty), dataset="astrospectra_mnist/v2")
+    result = subprocess.run(command, cwd=REPO, env=run_env(), text=True, capture_output=True,
+                            timeout=300)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "error: astrospectra_mnist/v2 is real LAMOST data" in result.stderr
+    assert "--config.dataset=astrospectra_mnist/v2_synthetic" in result.stderr
