@@ -107,14 +107,14 @@ def _missing_message(spec: DatasetSpec, manual: epath.Path, data_dir) -> str:
     if spec.kind == "image":
         what = (f"the Kaggle dataset {common.KAGGLE_DATASET} ({common.KAGGLE_URL}), e.g. "
                 f"`kaggle datasets download {common.KAGGLE_DATASET}`")
-        where = (f"put {common.KAGGLE_ZIP} (or the folder extracted from it, holding "
-                 f"AstroSpectra-MNIST-{task}/) into {manual}")
+        where = (f"{manual}/ (the file {common.KAGGLE_ZIP}, or the folder extracted from it "
+                 f"that holds AstroSpectra-MNIST-{task}/)")
     else:
         what = (f"LAMOST low-resolution spectra (FITS) of the {task} classes "
                 f"({', '.join(convert.CLASS_NAMES[task])}), from https://www.lamost.org/")
-        where = (f"put the FITS files into {manual / line_builder.FITS_SUBDIR / task}, or the "
+        where = (f"{manual / line_builder.FITS_SUBDIR / task}/ (the FITS files), or the "
                  f"LineAstroSpectra-{task} folder written by `python -m astrospectra_jax.convert "
-                 f"fits` anywhere under {manual}")
+                 f"fits` anywhere under {manual}/")
     return (f"{spec.name} is real LAMOST data and is not prepared in {data_dir}; its manual "
             f"download is missing.\n  What to download: {what}.\n  Where to put it: {where}.\n"
             f"  To run offline use --config.dataset={offline} (simulated spectra, not LAMOST "

@@ -3,6 +3,7 @@ SIGTERM, 8 simulated devices, config validation, clean errors, the tf.data pipel
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from astrospectra_jax import checkpointing, datasets, input_pipeline, train
+from astrospectra_jax import datasets, input_pipeline, train
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the configs/ folder, as when running main.py from the repo
@@ -56,10 +57,6 @@ def checkpoint_steps(workdir: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
-def saved_state(workdir: Path, step: int) -> dict:
-    return ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(step) / "state")
-
-
 # ----------------------------------------------------------------------------- in process
 
 def test_train_writes_checkpoints_metrics_and_results(data_dir, tmp_path):
@@ -93,28 +90,25 @@ def test_train_writes_checkpoints_metrics_and_results(data_dir, tmp_path):
     assert saved["train_examples_per_s"] > 0 and saved["compile_time_s"] > 0
 
 
-def test_evaluation_masks_the_padding_of_the_last_batch(data_dir, tmp_path):
-    config = tiny_config(data_dir)  # 300 test examples -> 10 batches of 32, the last 12 real
-    results = train.train_and_evaluate(config, str(tmp_path))
-    assert sum(c["support"] for c in results["per_class"].values()) == 300
-    assert results["test_examples"] == 300
-    # Same parameters, evaluated with batches that divide the split exactly: same numbers.
+def test_evaluation_masks_the_padding_of_the_last_batch(data_dir):
+    """300 test examples in batches of 32 (the last padded by 20) give the same loss, accuracy
+    and predictions as batches of 30 that divide the split exactly."""
     spec = datasets.info(DATASET)
     mesh = input_pipeline.make_mesh()
-    tx, _ = train.make_optimizer(config, 37)
-    graphdef, state = train.init_state(config, spec, tx, mesh)
-    state, _ = checkpointing.restore_latest(
-        checkpointing.open_manager(tmp_path / "checkpoints", 3), state)
-    features, labels = datasets.load_arrays(DATASET, "test", data_dir=data_dir)
-    exact = config.copy_and_resolve_references()
-    exact.batch_size = 30
-    eval_batch = train.make_steps(exact, spec, graphdef, tx, mesh, 40, 1200, 1)["eval_batch"]
-    arrays = [input_pipeline.put_replicated(a, mesh)
-              for a in (features, labels, np.ones(300, bool))]
-    outputs = jax.device_get([eval_batch(state, *arrays, np.int32(i)) for i in range(10)])
-    predictions = np.concatenate([o[2] for o in outputs])
-    assert results["accuracy"] == pytest.approx(np.mean(predictions == labels))
-    assert results["test_loss"] == pytest.approx(sum(o[0] for o in outputs) / 300, rel=1e-5)
+    results = {}
+    for batch_size in (32, 30):
+        config = tiny_config(data_dir, batch_size=batch_size)
+        tx, _ = train.make_optimizer(config, 37)
+        graphdef, state = train.init_state(config, spec, tx, mesh)
+        data = train._Data(config, spec, mesh)
+        assert data.test[0].shape[0] == (320 if batch_size == 32 else 300)
+        steps = train.make_steps(config, spec, graphdef, tx, mesh, 37, 1200, 1)
+        results[batch_size] = train.evaluate(data, steps["eval_batch"], state)
+    padded, exact = results[32], results[30]
+    assert len(padded["predictions"]) == 300
+    np.testing.assert_array_equal(padded["predictions"], exact["predictions"])
+    assert padded["accuracy"] == pytest.approx(np.mean(exact["predictions"] == exact["labels"]))
+    assert padded["loss"] == pytest.approx(exact["loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -169,8 +163,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_
     steps = checkpoint_steps(tmp_path)
     assert steps and max(steps) == bad_step - 1
     assert f"last good checkpoint is step {bad_step - 1}" in str(error.value)
-    params = jax.tree.leaves(saved_state(tmp_path, max(steps))["params"])
-    assert all(np.isfinite(p).all() for p in params)
+    assert all(np.isfinite(p).all() for p in restore_params(tmp_path, max(steps)))
     assert not (tmp_path / "results.json").exists()
 
 
@@ -203,29 +196,44 @@ def test_tfdata_batches_resume_where_they_left_off(data_dir):
 
 # ----------------------------------------------------------------------------- main.py
 
-def main_command(workdir: Path, data_dir: str, **overrides) -> list[str]:
-    fields = {"dataset": DATASET, "data_dir": data_dir, "model.name": "lenet",
-              "batch_size": 32, "num_epochs": 3, "steps_per_call": 2,
-              "checkpoint_every_steps": 4, "keep_checkpoints": 2, "log_every_steps": 10,
-              **overrides}
+def run_fields(data_dir: str, **overrides) -> dict:
+    """Overrides of configs/quickstart.py for short runs through main.py (74 steps)."""
+    return {"dataset": DATASET, "data_dir": data_dir, "model.name": "lenet", "batch_size": 32,
+            "num_epochs": 2, "steps_per_call": 2, "checkpoint_every_steps": 4,
+            "keep_checkpoints": 2, "log_every_steps": 10, **overrides}
+
+
+def main_command(workdir: Path, fields: dict) -> list[str]:
     return ([sys.executable, str(REPO / "main.py"), f"--config={REPO / 'configs/quickstart.py'}",
              f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in fields.items()])
 
 
-def run_env(devices: int = 1) -> dict[str, str]:
+def in_process_config(fields: dict):
+    spec = importlib.util.spec_from_file_location("quickstart", REPO / "configs/quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.update_from_flattened_dict(fields)
+    return config
+
+
+def run_env(devices: int | None = None) -> dict[str, str]:
+    """Environment for main.py: CPU, ``devices`` simulated devices (default: as this process)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                        f" --xla_force_host_platform_device_count={devices}").strip()
+    flags = [f for f in env.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count")]
+    flags.append(f"--xla_force_host_platform_device_count={devices or jax.device_count()}")
+    env["XLA_FLAGS"] = " ".join(flags)
     return env
 
 
-def start(command, devices: int = 1) -> subprocess.Popen:
+def start(command, devices: int | None = None) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=REPO, env=run_env(devices), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def wait_for_checkpoint_after(workdir: Path, step: int, process: subprocess.Popen) -> int:
-    deadline = time.time() + 240
+    deadline = time.time() + 300
     while time.time() < deadline:
         later = [s for s in checkpoint_steps(workdir) if s > step]
         if later:
@@ -234,7 +242,7 @@ def wait_for_checkpoint_after(workdir: Path, step: int, process: subprocess.Pope
             raise AssertionError(f"run ended before a checkpoint after step {step}:\n"
                                  + process.stderr.read()[-3000:])
         time.sleep(0.02)
-    raise AssertionError("no checkpoint within 240 s")
+    raise AssertionError("no checkpoint within 300 s")
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -243,36 +251,45 @@ def finish(process: subprocess.Popen) -> str:
     return out
 
 
-def test_sigterm_sigkill_resume_exactly_and_eight_devices_agree(data_dir, tmp_path):
-    """One run is stopped by SIGTERM (clean exit 0), restarted, killed by SIGKILL, restarted:
-    it must end bit-identical to an uninterrupted run. A run on 8 simulated CPU devices must
-    agree with it to float tolerance."""
-    total = 3 * 37
-    reference, eight, interrupted = (tmp_path / n for n in ("reference", "eight", "interrupted"))
-    reference_run = start(main_command(reference, data_dir))
-    eight_run = start(main_command(eight, data_dir), devices=8)
+def restore_params(workdir: Path, step: int) -> list[np.ndarray]:
+    """The parameters of a checkpoint, whatever device layout wrote it, on one device here."""
+    path = workdir / "checkpoints" / str(step) / "state"
+    checkpointer = ocp.StandardCheckpointer()
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          checkpointer.metadata(path).item_metadata.tree)
+    return [np.asarray(p) for p in jax.tree.leaves(checkpointer.restore(path, target)["params"])]
 
-    run = start(main_command(interrupted, data_dir))
+
+def test_sigterm_sigkill_resume_exactly_and_eight_devices_agree(data_dir, tmp_path):
+    """A run stopped by SIGTERM (clean exit 0), restarted and killed by SIGKILL, then finished,
+    ends bit-identical to an uninterrupted run; a run on 8 simulated CPU devices agrees with
+    it to float tolerance."""
+    fields = run_fields(data_dir)
+    total = 2 * 37
+    reference, eight, interrupted = (tmp_path / n for n in ("reference", "eight", "interrupted"))
+    eight_run = start(main_command(eight, fields), devices=8)
+
+    run = start(main_command(interrupted, fields))
     wait_for_checkpoint_after(interrupted, 0, run)
     run.send_signal(signal.SIGTERM)
     assert "Preempted (SIGTERM): checkpoint saved at step" in finish(run)
     stopped_at = max(checkpoint_steps(interrupted))
     assert 0 < stopped_at < total and not (interrupted / "results.json").exists()
 
-    run = start(main_command(interrupted, data_dir))
+    run = start(main_command(interrupted, fields))
     killed_after = wait_for_checkpoint_after(interrupted, stopped_at, run)
     run.kill()
     run.wait()
     assert not (interrupted / "results.json").exists()
     assert max(checkpoint_steps(interrupted)) < total
 
-    finish(start(main_command(interrupted, data_dir)))
-    finish(reference_run)
+    results = {"interrupted": train.train_and_evaluate(in_process_config(fields), interrupted),
+               "reference": train.train_and_evaluate(in_process_config(fields), reference)}
     finish(eight_run)
-    results = {name: json.loads((folder / "results.json").read_text())
-               for name, folder in (("reference", reference), ("eight", eight),
-                                    ("interrupted", interrupted))}
+    results["eight"] = json.loads((eight / "results.json").read_text())
     assert results["interrupted"]["resumed_from_step"] >= killed_after
+    assert results["reference"]["resumed_from_step"] is None
     assert results["eight"]["devices"]["count"] == 8
     for field in ("accuracy", "test_loss", "confusion_matrix", "per_class"):
         assert results["interrupted"][field] == results["reference"][field], field
@@ -280,19 +297,18 @@ def test_sigterm_sigkill_resume_exactly_and_eight_devices_agree(data_dir, tmp_pa
                                                          abs=0.01)
     assert results["eight"]["test_loss"] == pytest.approx(results["reference"]["test_loss"],
                                                           rel=1e-3)
-
-    final = {name: jax.tree.leaves(saved_state(folder, total)["params"])
-             for name, folder in (("reference", reference), ("eight", eight),
-                                  ("interrupted", interrupted))}
-    for ref, resumed, sharded in zip(final["reference"], final["interrupted"], final["eight"]):
+    for ref, resumed, sharded in zip(restore_params(reference, total),
+                                     restore_params(interrupted, total),
+                                     restore_params(eight, total), strict=True):
         np.testing.assert_array_equal(resumed, ref)
-        np.testing.assert_allclose(sharded, ref, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(sharded, ref, rtol=1e-3, atol=1e-5)
 
 
 def test_missing_real_dataset_is_a_clean_error(tmp_path):
     empty = tmp_path / "tfds"
     empty.mkdir()
-    command = main_command(tmp_path / "run", str(empty), dataset="astrospectra_mnist/v2")
+    command = main_command(tmp_path / "run",
+                           run_fields(str(empty), dataset="astrospectra_mnist/v2"))
     result = subprocess.run(command, cwd=REPO, env=run_env(), text=True, capture_output=True,
                             timeout=300)
     assert result.returncode == 1
