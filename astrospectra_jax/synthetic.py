@@ -497,12 +497,12 @@ _FGK_SHAPES = ((1.0, 1.6), (1.0, 1.0), (1.7, 1.0))
 # A class is assigned from the spectrum by a pipeline, not from the true temperature: the type
 # temperature scatters across the class borders by this much.
 TEFF_CLASS_SCATTER = 150.0
-# Giants of the same MK type are cooler than dwarfs (e.g. G5 III ~5000 K vs G5 V ~5660 K):
-# Teff(dwarf) - Teff(giant) at type temperatures, and the giant share of a magnitude-limited
-# sample at those types.
-_TYPE_TEFF = (3500.0, 3900.0, 4500.0, 5200.0, 5600.0, 6000.0, 6500.0, 7500.0)
-_GIANT_TEFF_OFFSET = (250.0, 350.0, 480.0, 540.0, 480.0, 300.0, 120.0, 0.0)
-_GIANT_SHARE = (0.3, 0.45, 0.5, 0.45, 0.3, 0.12, 0.06, 0.03)
+# Giants of the same MK type are cooler than dwarfs (G5 III ~5050 K vs G5 V ~5660 K; the two
+# scales meet again at M0): Teff(dwarf) - Teff(giant) at type temperatures, and the giant share
+# of a magnitude-limited sample, highest for the red clump (typed G8-K1 III).
+_TYPE_TEFF = (3850.0, 4050.0, 4450.0, 4830.0, 5280.0, 5490.0, 5660.0, 5920.0, 6500.0)
+_GIANT_TEFF_OFFSET = (0.0, 200.0, 500.0, 530.0, 530.0, 540.0, 500.0, 100.0, 0.0)
+_GIANT_SHARE = (0.1, 0.12, 0.15, 0.25, 0.45, 0.45, 0.3, 0.1, 0.03)
 # Weaker lines make a metal-poor star look earlier to a classifier: Teff shift per dex [Fe/H]
 # at a fixed type.
 TYPE_TEFF_PER_DEX = 250.0
@@ -826,19 +826,28 @@ _SKY_LINES_AIR = (
     8505.1, 8761.3, 8767.9, 8778.3, 8791.2, 8827.1, 8836.0, 8885.8, 8903.1, 8919.6, 8943.4,
     8958.1, 8988.4, 9001.6, 9037.0, 9049.2, 9093.0)
 _SKY_LINE_STRENGTH = (0.5, 0.8, 0.8, 6.0, 0.8, 0.6, 2.5, 0.9) + (2.0,) * 53
+# Photons per native pixel per unit flux, relative to 4750 A: the blue arm's efficiency falls
+# steeply below 4300 A, the red arm's CCDs collect 2-4x more (and native pixels widen with
+# wavelength); a dip at the dichroic. Gives band S/N ratios u/g ~0.15, r/g ~1.5, i/g ~1.9,
+# z/g ~1.4 for F stars and higher for redder stars, as in LAMOST headers.
+_THROUGHPUT = ((3700.0, 0.007), (3800.0, 0.014), (3900.0, 0.035), (4000.0, 0.1), (4300.0, 0.45),
+               (4750.0, 1.0), (5300.0, 1.3), (5700.0, 1.2), (5900.0, 0.9), (6100.0, 2.4),
+               (6500.0, 3.4), (7000.0, 4.8), (7600.0, 5.7), (8200.0, 5.6), (8700.0, 5.0),
+               (9000.0, 3.4), (9100.0, 2.4))
 _ARM_JOIN = 5900.0
 _JOIN_WINDOW = slice(int(np.searchsorted(_LAM, 5600.0)), int(np.searchsorted(_LAM, 6300.0)))
 _G_BAND = slice(int(np.searchsorted(_LAM, 4000.0)), int(np.searchsorted(_LAM, 5500.0)))
 # Per class: median g-band S/N, its scatter (dex) and range; median flux level (mean over the
 # grid, LAMOST units) and its scatter (natural log); sky / object flux ratio; Milky Way
-# E(B-V): exponential mean, plus a share of disc sight lines with more.
+# E(B-V): exponential mean, plus a share of disc sight lines with more; the range of the
+# fraction of it the flux calibration removes.
 _OBSERVING = {
-    "star": dict(snr=28.0, snr_dex=0.33, snr_range=(4.0, 250.0), level=250.0, level_ln=1.1,
-                 sky_ratio=0.15, ebv=0.04, disc_share=0.2),
+    "star": dict(snr=35.0, snr_dex=0.33, snr_range=(4.0, 250.0), level=250.0, level_ln=1.1,
+                 sky_ratio=0.15, ebv=0.04, disc_share=0.2, calibrated_ebv=(0.5, 1.2)),
     "galaxy": dict(snr=11.0, snr_dex=0.3, snr_range=(3.0, 80.0), level=30.0, level_ln=0.8,
-                   sky_ratio=1.5, ebv=0.03, disc_share=0.0),
+                   sky_ratio=1.5, ebv=0.03, disc_share=0.0, calibrated_ebv=(0.5, 1.2)),
     "qso": dict(snr=10.0, snr_dex=0.3, snr_range=(3.0, 80.0), level=25.0, level_ln=0.8,
-                sky_ratio=1.5, ebv=0.03, disc_share=0.0),
+                sky_ratio=1.5, ebv=0.03, disc_share=0.0, calibrated_ebv=(0.5, 1.2)),
 }
 # Stretches the pipeline flags (or-mask) and the recipe bridges: (probability, start range A,
 # end range A); an end range of None means a short defect of 3-30 A.
@@ -878,10 +887,7 @@ def _observed_frame() -> _ObservedFrame:
     sky_lines = np.exp(-0.5 * ((lam[None, :] - centres[:, None]) / sigma[:, None]) ** 2)
     sky_lines *= (np.array(_SKY_LINE_STRENGTH) * spectra.GRID_STEP / (sigma * np.sqrt(2 * np.pi)))[:, None]
     sky = 0.6 + 0.4 * (lam / 6000.0) ** 2 + sky_lines.sum(axis=0)
-    # Throughput: the blue end and the far red fall off; a dichroic dip at the arm join.
-    throughput = (1.0 / (1.0 + np.exp(-(lam - 3950.0) / 90.0))
-                  / (1.0 + np.exp((lam - 8950.0) / 150.0))
-                  * (1.0 - 0.35 * np.exp(-0.5 * ((lam - _ARM_JOIN) / 60.0) ** 2)))
+    throughput = np.interp(lam, *np.array(_THROUGHPUT).T)
     frame = _ObservedFrame(log_basis, sky_lines.astype(np.float32), sky.astype(np.float32),
                            (1.0 / throughput).astype(np.float32))
     for array in (frame.log_basis, frame.sky_lines, frame.sky, frame.inverse_throughput):
@@ -896,10 +902,15 @@ def _observe(flux, kind: str, rng) -> tuple[np.ndarray, dict]:
     cond = _OBSERVING[kind]
     ebv = rng.exponential(cond["ebv"], n) + (rng.random(n) < cond["disc_share"]) * rng.uniform(
         0.05, 0.35, n)
+    # LAMOST's relative flux calibration divides by pseudo-standard F stars of the same field
+    # matched to unreddened models, which removes most of the smooth extinction (Du et al.
+    # 2016): the field's standards carry 0.5-1.2 times this object's E(B-V). Interstellar
+    # lines and bands stay.
+    smooth_ebv = ebv * (1.0 - rng.uniform(*cond["calibrated_ebv"], n))
     telluric = np.array([t[2] for t in _TELLURIC])[None, :] * rng.lognormal(0.0, 0.5, (n, 1))
     # Flux calibration: a smooth multiplicative error (Legendre series in wavelength).
     calibration = rng.normal(0.0, [0.07, 0.04, 0.03], (n, 3))
-    coefficients = np.column_stack([ebv, np.minimum(ebv, 1.0), telluric, calibration])
+    coefficients = np.column_stack([smooth_ebv, np.minimum(ebv, 1.0), telluric, calibration])
     log_factor = coefficients.astype(np.float32) @ frame.log_basis
     # The blue and red arms are scaled separately: a step at the join and a small bump.
     join = rng.normal(_ARM_JOIN, 25.0, n).astype(np.float32)
@@ -928,7 +939,7 @@ def _observe(flux, kind: str, rng) -> tuple[np.ndarray, dict]:
     unit_snr = (np.maximum(flux[:, g], 0.0) / np.sqrt(variance[:, g])).mean(axis=1)
     gain = (snr / np.maximum(unit_snr, 1e-12)) ** 2
     sigma = np.sqrt(variance / gain.astype(np.float32)[:, None])
-    flux += sigma * rng.standard_normal(flux.shape, dtype=np.float32)
+    flux += sigma * _native_noise(n, rng)
     # Sky-subtraction residuals at the sky lines (a few per cent of each line).
     residual = rng.normal(0.0, 0.02, (n, frame.sky_lines.shape[0])).astype(np.float32)
     flux += sky_level * (residual @ frame.sky_lines)
@@ -938,9 +949,30 @@ def _observe(flux, kind: str, rng) -> tuple[np.ndarray, dict]:
     cols = rng.integers(0, flux.shape[1], rows.size)
     flux[rows, cols] += sigma[rows, cols] * rng.uniform(5.0, 30.0, rows.size).astype(np.float32)
     masked = _mask_and_bridge(flux, rng)
-    params = {"ebv": ebv, "snr_g": snr, "flux_level": level, "sky_ratio": sky_ratio,
+    params = {"ebv": ebv, "ebv_after_calibration": smooth_ebv, "snr_g": snr, "flux_level": level, "sky_ratio": sky_ratio,
               "arm_step": step.astype(np.float64), "masked_fraction": masked}
     return flux, params
+
+
+# LAMOST pixels: constant log10 steps of 1e-4 (69 km/s) from 3690 A; the header S/N is per such
+# pixel. The recipe interpolates them onto GRID, which averages and correlates the noise.
+_NATIVE_LAM = 3690.0 * 10.0 ** (1e-4 * np.arange(3910))
+_NATIVE_LO = np.clip(np.searchsorted(_NATIVE_LAM, _LAM) - 1, 0, _NATIVE_LAM.size - 2)
+_NATIVE_W = ((_LAM - _NATIVE_LAM[_NATIVE_LO])
+             / (_NATIVE_LAM[_NATIVE_LO + 1] - _NATIVE_LAM[_NATIVE_LO])).astype(np.float32)
+
+
+_RESAMPLING_KERNEL = tuple(np.array([0.25, 1.0, 0.25], np.float32) / np.float32(np.sqrt(1.125)))
+
+
+def _native_noise(n, rng) -> np.ndarray:
+    """Unit white noise per native pixel, linearly interpolated onto GRID: (n, 3601)."""
+    native = rng.standard_normal((n, _NATIVE_LAM.size + 2), dtype=np.float32)
+    # The pipeline's resampling from detector to log-wavelength pixels correlates neighbours.
+    a, b, c = _RESAMPLING_KERNEL
+    native = a * native[:, :-2] + b * native[:, 1:-1] + c * native[:, 2:]
+    left = native[:, _NATIVE_LO]
+    return left + _NATIVE_W * (native[:, _NATIVE_LO + 1] - left)
 
 
 def _mask_and_bridge(flux, rng) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -142,8 +143,8 @@ def test_empty_folder_renders_with_notes_and_lists_failed_runs(tmp_path):
     assert "SYNTHETIC" not in empty and "## Runs without results" not in empty
 
     planned = suite.plan([MINI], "lenet", [0], runs_dir)
-    failing = planned[0].__class__(**{**planned[0].__dict__, "command": (
-        sys.executable, "-c", "raise SystemExit('disk full')")})
+    failing = dataclasses.replace(planned[0], command=(
+        sys.executable, "-c", "raise SystemExit('disk full')"))
     suite.execute([failing], progress=False)
     md = report.build_report(runs_dir, tmp_path / "out").read_text()
     assert "## Runs without results" in md

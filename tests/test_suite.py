@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -117,28 +118,35 @@ def test_real_runs_are_skipped_when_finished_and_resumed_when_not(tmp_path, data
     assert (seed0 / "train.log").read_text().count("suite: ") == 2  # both attempts logged
 
 
+def _with_command(run: suite.Run, *command: str) -> suite.Run:
+    return dataclasses.replace(run, command=(sys.executable, *command))
+
+
 def test_a_failed_run_is_recorded_and_the_suite_goes_on(tmp_path, data_dir, capsys):
     runs = tmp_path / "runs"
     planned = suite.plan([MINI], "lenet", [0, 1, 2], runs, overrides=TINY, data_dir=data_dir)
-    # seed0: main.py rejects its config; seed1 fails outright; seed2 exits 0 without results.
-    bad = planned[0].command + ("--config.optimizer.name=adagrad",)
-    planned = [planned[0].__class__(**{**planned[0].__dict__, "command": bad}),
-               planned[1].__class__(**{**planned[1].__dict__, "command": (
-                   sys.executable, "-c", "import sys; print('out of memory'); sys.exit(3)")}),
-               planned[2].__class__(**{**planned[2].__dict__, "command": (
-                   sys.executable, "-c", "pass")})]
-    summary = suite.execute(planned, progress=False)
-    assert (summary["done"], summary["failed"], summary["remaining"]) == (0, 3, 0)
-    records = [suite.read_record(r.workdir) for r in planned]
-    assert [r["status"] for r in records] == ["failed"] * 3
-    assert records[1]["returncode"] == 3 and records[1]["error"] == "exit status 3"
-    assert "no results.json" in records[2]["error"]
-    assert "config.optimizer.name='adagrad'" in planned[0].log.read_text()
-    assert "out of memory" in Path(records[1]["log"]).read_text()
+    # seed0 fails outright, seed1 exits 0 without results, seed2 succeeds.
+    writes_results = ("import json, pathlib; pathlib.Path(r'{}').write_text(json.dumps("
+                      "{{'accuracy': 0.5}}))".format(planned[2].workdir / "results.json"))
+    commands = [_with_command(planned[0], "-c", "import sys; print('out of memory'); sys.exit(3)"),
+                _with_command(planned[1], "-c", "pass"),
+                _with_command(planned[2], "-c", writes_results)]
+    summary = suite.execute(commands, progress=False)
+    assert (summary["done"], summary["failed"], summary["remaining"]) == (1, 2, 0)
+    records = [suite.read_record(r.workdir) for r in commands]
+    assert [r["status"] for r in records] == ["failed", "failed", "ok"]
+    assert records[0]["returncode"] == 3 and records[0]["error"] == "exit status 3"
+    assert "out of memory" in Path(records[0]["log"]).read_text()
+    assert "no results.json" in records[1]["error"]
     text = suite.format_summary(summary)
-    assert "3 failed" in text and str(planned[1].log) in text
-    # From the command line: failures give exit status 1; the failed run is tried again.
-    assert suite.main(["--dataset", MINI, "--models", "lenet", "--seeds", "1", "--runs",
-                       str(runs), "--data-dir", data_dir, "--no-progress",
-                       "--set", "optimizer.name=adagrad"]) == 1
-    assert "1 failed" in capsys.readouterr().out
+    assert "2 failed" in text and str(commands[0].log) in text
+
+    # From the command line, with main.py rejecting the config: exit status 1, the error in
+    # the run's log; the earlier failure is tried again, the finished run is skipped.
+    argv = ["--dataset", MINI, "--models", "lenet", "--seeds", "1,2", "--runs", str(runs),
+            "--data-dir", data_dir, "--no-progress", "--set", "optimizer.name=adagrad"]
+    assert suite.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "0 done, 1 skipped" in out and "1 failed" in out
+    assert "config.optimizer.name='adagrad'" in planned[1].log.read_text()
+    assert suite.read_record(planned[1].workdir)["status"] == "failed"

@@ -59,22 +59,26 @@ def checkpoint_steps(workdir: Path) -> list[int]:
 
 # ----------------------------------------------------------------------------- in process
 
-def test_train_writes_checkpoints_metrics_and_results(data_dir, tmp_path):
-    config = tiny_config(data_dir, steps_per_call=1, eval_every_epochs=1, max_steps=0,
-                         num_epochs=2)
-    results = train.train_and_evaluate(config, str(tmp_path))
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """An uninterrupted in-process run of ``run_fields`` (the workdir and its results)."""
+    workdir = tmp_path_factory.mktemp("reference")
+    return workdir, train.train_and_evaluate(in_process_config(run_fields(data_dir)), workdir)
 
-    assert checkpoint_steps(tmp_path) == [64, 72, 74]  # every 8 steps, 3 kept, and the final
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+
+def test_train_writes_checkpoints_metrics_and_results(reference):
+    workdir, results = reference  # 2 epochs of 37 steps, 2 steps per call
+    assert checkpoint_steps(workdir) == [72, 74]  # every 4 steps, 2 kept, the final included
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     train_records = [r for r in records if r["split"] == "train"]
     test_records = [r for r in records if r["split"] == "test"]
-    assert [r["step"] for r in train_records][:3] == [4, 8, 12] and train_records[-1]["step"] == 74
+    assert [r["step"] for r in train_records] == [10, 20, 30, 40, 50, 60, 70, 74]
     assert all(np.isfinite(r["loss"]) and r["examples_per_s"] > 0 for r in train_records)
-    assert [r["step"] for r in test_records] == [37, 74]  # after epoch 1, and the final
-    assert list(tmp_path.glob("events.out.tfevents.*"))
-    assert (tmp_path / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [r["step"] for r in test_records] == [38, 74]  # after epoch 1 (chunk end), final
+    assert list(workdir.glob("events.out.tfevents.*"))
+    assert (workdir / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((workdir / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
     for field in RESULT_FIELDS:
         assert field in saved, field
@@ -86,7 +90,7 @@ def test_train_writes_checkpoints_metrics_and_results(data_dir, tmp_path):
     assert saved["accuracy"] == pytest.approx(test_records[-1]["accuracy"])
     assert saved["accuracy"] > 0.5  # chance is 1/3
     assert saved["devices"]["count"] == jax.device_count()
-    assert saved["config"]["model"]["name"] == "lenet"
+    assert saved["config"]["model"]["name"] == "lenet" and saved["steps"] == 74
     assert saved["train_examples_per_s"] > 0 and saved["compile_time_s"] > 0
 
 
@@ -261,13 +265,13 @@ def restore_params(workdir: Path, step: int) -> list[np.ndarray]:
     return [np.asarray(p) for p in jax.tree.leaves(checkpointer.restore(path, target)["params"])]
 
 
-def test_sigterm_sigkill_resume_exactly_and_eight_devices_agree(data_dir, tmp_path):
+def test_sigterm_sigkill_resume_exactly_and_eight_devices_agree(data_dir, reference, tmp_path):
     """A run stopped by SIGTERM (clean exit 0), restarted and killed by SIGKILL, then finished,
     ends bit-identical to an uninterrupted run; a run on 8 simulated CPU devices agrees with
     it to float tolerance."""
     fields = run_fields(data_dir)
     total = 2 * 37
-    reference, eight, interrupted = (tmp_path / n for n in ("reference", "eight", "interrupted"))
+    eight, interrupted = tmp_path / "eight", tmp_path / "interrupted"
     eight_run = start(main_command(eight, fields), devices=8)
 
     run = start(main_command(interrupted, fields))
@@ -285,7 +289,7 @@ def test_sigterm_sigkill_resume_exactly_and_eight_devices_agree(data_dir, tmp_pa
     assert max(checkpoint_steps(interrupted)) < total
 
     results = {"interrupted": train.train_and_evaluate(in_process_config(fields), interrupted),
-               "reference": train.train_and_evaluate(in_process_config(fields), reference)}
+               "reference": reference[1]}
     finish(eight_run)
     results["eight"] = json.loads((eight / "results.json").read_text())
     assert results["interrupted"]["resumed_from_step"] >= killed_after
@@ -297,7 +301,7 @@ def test_sigterm_sigkill_resume_exactly_and_eight_devices_agree(data_dir, tmp_pa
                                                          abs=0.01)
     assert results["eight"]["test_loss"] == pytest.approx(results["reference"]["test_loss"],
                                                           rel=1e-3)
-    for ref, resumed, sharded in zip(restore_params(reference, total),
+    for ref, resumed, sharded in zip(restore_params(reference[0], total),
                                      restore_params(interrupted, total),
                                      restore_params(eight, total), strict=True):
         np.testing.assert_array_equal(resumed, ref)
