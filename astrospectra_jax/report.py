@@ -141,8 +141,16 @@ def find_deep_runs(runs_dir: Path) -> tuple[list[DeepRun], list[str]]:
 
 
 def find_incomplete(runs_dir: Path) -> list[dict]:
-    """Runs the suite started that have no results.json (failed, interrupted or running)."""
+    """Runs without results.json: those the suite recorded (failed, interrupted or running),
+    and workdirs holding only checkpoints (stopped before the end; rerun to resume)."""
     found = []
+    for path in sorted(Path(runs_dir).rglob("checkpoints")):
+        workdir = path.parent
+        if (path.is_dir() and not (workdir / "results.json").is_file()
+                and not (workdir / RECORD).is_file()):
+            found.append({"workdir": str(workdir), "name": str(workdir.relative_to(runs_dir)),
+                          "status": "unfinished", "error": "checkpoints but no results.json",
+                          "log": ""})
     for path in sorted(Path(runs_dir).rglob(RECORD)):
         if (path.parent / "results.json").is_file():
             continue
@@ -746,7 +754,8 @@ def _throughput_section(report: _Report, runs: list[DeepRun], rows: list[dict]) 
     devices = sorted({_device_text(r.results.get("devices")) for r in runs})
     report.add("Devices: " + "; ".join(devices) + ". Training throughput as the run measured "
                "it (after the first compiled call, excluding evaluation and checkpoints); "
-               "wall time of the whole run (data loading, compilation, evaluation included). "
+               "wall time of the run's last session (data loading, compilation, evaluation "
+               "included; a resumed run counts from its resume). "
                "Timings on shared machines are noisy.", "")
     synthetic = sorted({r.dataset for r in runs if r.synthetic})
     if synthetic:
@@ -756,15 +765,17 @@ def _throughput_section(report: _Report, runs: list[DeepRun], rows: list[dict]) 
                                          r.input_size or 0, str(r.seed))):
         res = r.results
         batch = (res.get("config") or {}).get("batch_size")
+        rate = res.get("train_examples_per_s")
+        count = (res.get("devices") or {}).get("count")
         body.append([f"`{r.dataset}`", r.label, r.seed, res.get("steps", "—"),
-                     _fmt(res.get("epochs"), 2), batch or "—",
-                     _fmt(res.get("train_examples_per_s"), 0),
+                     _fmt(res.get("epochs"), 2), batch or "—", _fmt(rate, 0),
+                     _fmt(rate / count if rate is not None and count else None, 0),
                      _fmt(res.get("wall_time_s"), 1), _fmt(res.get("compile_time_s"), 1),
                      _device_text(res.get("devices")),
                      "—" if res.get("resumed_from_step") is None else res["resumed_from_step"],
                      f"`{r.workdir}`"])
     report.add(*md_table(["dataset", "model (input)", "seed", "steps", "epochs", "batch",
-                          "train examples/s", "wall s", "compile s", "devices",
+                          "train examples/s", "per device", "wall s", "compile s", "devices",
                           "resumed from step", "workdir"], body))
     bars = [(f"{r['dataset'].split('/')[-1]}: {r['label']}",
              [x for x in (run.results.get("train_examples_per_s") for run in r["runs"])

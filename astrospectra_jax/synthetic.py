@@ -249,7 +249,7 @@ def _f(*values):
     return tuple(float(v) for v in values)
 
 
-_BALMER = ((6562.80, 0.8), (4861.33, 1.0), (4340.46, 0.95), (4101.74, 0.9), (3970.07, 0.85),
+_BALMER = ((4861.33, 1.0), (4340.46, 0.95), (4101.74, 0.9), (3970.07, 0.85),
            (3889.05, 0.75), (3835.38, 0.65), (3797.90, 0.55), (3770.63, 0.45), (3750.15, 0.38),
            (3734.37, 0.3), (3721.94, 0.25), (3711.97, 0.2), (3703.86, 0.15), (3697.15, 0.1))
 _PASCHEN = ((8467.25, 0.6), (8502.48, 0.7), (8545.38, 0.8), (8598.39, 0.85), (8665.02, 0.9),
@@ -344,6 +344,11 @@ _CALCIUM_TRIPLET = ((8498.02, 0.45), (8542.09, 1.0), (8662.14, 0.8))
 STELLAR_FEATURES = (
     _Feature("balmer_core", _BALMER, "gauss", 0.6,
              _f(0.1, 0.2, 0.35, 0.55, 0.85, 1.2, 1.5, 1.8, 2.1, 2.4, 2.7, 2.8, 2.4, 1.2)),
+    # H-alpha weakens less towards cool stars than the higher series lines.
+    _Feature("h_alpha_core", ((6562.80, 1.0),), "gauss", 0.6,
+             _f(0.3, 0.5, 0.75, 1.0, 1.25, 1.45, 1.6, 1.7, 1.85, 2.0, 2.3, 2.4, 2.0, 1.0)),
+    _Feature("h_alpha_wings", ((6562.80, 1.0),), "lorentz", 3.0,
+             _f(0.0, 0.0, 0.1, 0.25, 0.45, 0.8, 1.3, 2.2, 3.0, 3.8, 5.0, 5.5, 4.0, 2.0), giant=0.7),
     _Feature("balmer_wing_narrow", _BALMER, "lorentz", 2.5,
              _f(0.0, 0.0, 0.1, 0.3, 0.7, 1.3, 2.2, 3.4, 4.3, 4.8, 4.5, 3.5, 2.5, 1.2), giant=0.7),
     _Feature("balmer_wing_broad", _BALMER, "lorentz", 10.0,
@@ -362,19 +367,19 @@ STELLAR_FEATURES = (
     _Feature("g_band", ((4314.0, 1.0),), "band_blue", 22.0,
              _f(0.3, 0.45, 0.6, 0.65, 0.6, 0.45, 0.28, 0.15, 0.08, 0.04, 0.0, 0, 0, 0), metal=0.5),
     _Feature("cn", ((3883.0, 1.0), (4216.0, 0.7)), "band_blue", 40.0,
-             _f(0.1, 0.2, 0.25, 0.3, 0.25, 0.12, 0.05, 0.0, 0, 0, 0, 0, 0, 0), metal=1.0,
-             giant=2.5),
+             _f(0.1, 0.15, 0.18, 0.2, 0.16, 0.08, 0.03, 0.0, 0, 0, 0, 0, 0, 0), metal=1.0,
+             giant=4.0),
     _Feature("mg_b_core", _MAGNESIUM_B, "gauss", 0.5,
              _f(3, 3, 2.8, 2.3, 1.7, 1.3, 1.0, 0.75, 0.5, 0.35, 0.2, 0.1, 0.05, 0.0), metal=0.4),
     _Feature("mg_b_wings", _MAGNESIUM_B, "lorentz", 2.0,
-             _f(4, 5, 5, 3.5, 2.0, 1.0, 0.5, 0.2, 0.1, 0, 0, 0, 0, 0), metal=0.5, giant=0.3),
+             _f(4, 5, 5, 4.0, 2.8, 1.3, 0.5, 0.2, 0.1, 0, 0, 0, 0, 0), metal=0.5, giant=0.2),
     _Feature("mgh", ((5211.0, 1.0),), "band_blue", 150.0,
-             _f(0.4, 0.4, 0.3, 0.18, 0.06, 0.0, 0, 0, 0, 0, 0, 0, 0, 0), metal=0.5, giant=0.2),
+             _f(0.45, 0.45, 0.38, 0.25, 0.12, 0.04, 0, 0, 0, 0, 0, 0, 0, 0), metal=0.5, giant=0.1),
     _Feature("na_d_core", _SODIUM_D, "gauss", 0.5,
-             _f(3.0, 3.0, 2.8, 2.4, 1.9, 1.3, 0.8, 0.5, 0.3, 0.15, 0.1, 0.05, 0.05, 0.0),
+             _f(3.0, 3.0, 2.7, 2.2, 1.5, 1.1, 0.75, 0.5, 0.3, 0.15, 0.1, 0.05, 0.05, 0.0),
              metal=0.4),
     _Feature("na_d_wings", _SODIUM_D, "lorentz", 2.0,
-             _f(8, 8, 6.5, 4.5, 2.5, 1.1, 0.4, 0.15, 0, 0, 0, 0, 0, 0), metal=0.5, giant=0.3),
+             _f(8, 8, 6.5, 4.0, 1.5, 0.7, 0.3, 0.1, 0, 0, 0, 0, 0, 0), metal=0.5, giant=0.3),
     _Feature("neutral_low_ep", _NEUTRAL_LOW_EP, "gauss", 0.3,
              _f(3.6, 3.6, 3.4, 2.9, 2.0, 1.15, 0.7, 0.42, 0.25, 0.14, 0.06, 0.02, 0.01, 0.0),
              metal=0.8),
@@ -383,9 +388,9 @@ STELLAR_FEATURES = (
              metal=0.8),
     _Feature("ionised_metals", _IONISED_METALS, "gauss", 0.3,
              _f(0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.0, 0.95, 0.85, 0.7, 0.45, 0.25, 0.1, 0.0),
-             metal=0.7, giant=1.3),
+             metal=0.7, giant=1.6),
     _Feature("ca2_triplet_core", _CALCIUM_TRIPLET, "gauss", 0.6,
-             _f(2, 2.2, 2.4, 2.5, 2.5, 2.4, 2.2, 1.9, 1.5, 1.1, 0.6, 0.3, 0.1, 0.0),
+             _f(2, 2.1, 2.2, 2.25, 2.25, 2.2, 2.05, 1.8, 1.5, 1.1, 0.6, 0.3, 0.1, 0.0),
              metal=0.3, giant=1.3),
     _Feature("ca2_triplet_wings", _CALCIUM_TRIPLET, "lorentz", 3.0,
              _f(1, 1.5, 1.8, 1.8, 1.6, 1.3, 1.0, 0.6, 0.3, 0.1, 0, 0, 0, 0), metal=0.3),
@@ -407,7 +412,8 @@ STELLAR_FEATURES = (
 
 # Smooth continuum terms (not lines): blue blanketing by unresolved metal lines, and the Balmer
 # jump below 3646 A; optical depth scales at TEFF_NODES.
-_BLANKETING = _f(1.6, 1.4, 1.2, 0.95, 0.62, 0.32, 0.16, 0.07, 0.04, 0.03, 0.03, 0.02, 0.02, 0.01)
+_BLANKETING = _f(1.2, 1.05, 0.9, 0.72, 0.47, 0.24, 0.12, 0.05, 0.03, 0.02, 0.02, 0.015, 0.015,
+                 0.01)
 _BALMER_JUMP = _f(0, 0, 0, 0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.55, 0.8, 0.7, 0.5, 0.25)
 # The optical continuum of FGK stars forms below tau = 1 where T > Teff: it is bluer than a
 # Planck curve at Teff. Colour temperature / Teff at TEFF_NODES.
@@ -550,8 +556,8 @@ def _stellar_continuum(lam, teff, feh) -> np.ndarray:
     t_col = teff * np.interp(teff, TEFF_NODES, _COLOUR_TEMPERATURE)
     blanket = np.interp(teff, TEFF_NODES, _BLANKETING) * 10.0 ** (0.5 * np.asarray(feh))
     jump = _LN10 * np.interp(teff, TEFF_NODES, _BALMER_JUMP)
-    # Unresolved metal lines crowd towards the blue: optical depth rising below ~4800 A.
-    shapes = np.stack([np.clip((4800.0 / lam) ** 3 - 1.0, 0.0, None),
+    # Unresolved metal lines crowd towards the blue: optical depth rising below ~4500 A.
+    shapes = np.stack([np.clip((4500.0 / lam) ** 5 - 1.0, 0.0, None),
                        1.0 / (1.0 + np.exp((lam - 3646.0) / 15.0))]).astype(np.float32)
     depth = np.stack([blanket, jump], axis=1).astype(np.float32) @ shapes
     return _planck_ratio(lam, t_col) * np.exp(-depth)

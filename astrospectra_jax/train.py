@@ -245,13 +245,18 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
         accuracy = (jnp.argmax(logits, -1) == labels).mean()
         return state, {"loss": loss, "accuracy": accuracy}
 
-    def device_chunk(state, train_features, train_labels, end_step):
+    def epoch_permutations(first_epoch):
+        """The data order of epochs ``first_epoch, first_epoch + 1, ...``: as many as a chunk
+        starting in ``first_epoch`` can reach. Computed once per epoch, outside the chunk: a
+        sort of the whole split is not free on CPU."""
+        return jax.vmap(lambda epoch: input_pipeline.epoch_permutation(data_key, epoch, num_train)
+                        )(first_epoch + jnp.arange(num_permutations))
+
+    def device_chunk(state, train_features, train_labels, permutations, end_step):
         """``chunk`` steps from ``state.step`` (those at or past ``end_step`` are no-ops),
-        gathering each batch from the device-resident split."""
+        gathering each batch from the device-resident split in the order ``permutations``
+        (from ``epoch_permutations`` of the epoch of ``state.step``)."""
         first_epoch = state["step"] // steps_per_epoch
-        permutations = jax.vmap(
-            lambda epoch: input_pipeline.epoch_permutation(data_key, epoch, num_train))(
-                first_epoch + jnp.arange(num_permutations))
 
         def body(state, _):
             epoch, position = jnp.divmod(state["step"], steps_per_epoch)
@@ -284,6 +289,7 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
 
     train_jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=replicated)  # noqa: E731
     return {"device_chunk": train_jit(device_chunk), "stream_chunk": train_jit(stream_chunk),
+            "epoch_permutations": jax.jit(epoch_permutations, out_shardings=replicated),
             "eval_batch": jax.jit(eval_batch, out_shardings=replicated)}
 
 
@@ -356,6 +362,20 @@ def evaluate(data: _Data, eval_batch, state) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the loop
+
+class _PermutationCache:
+    """``epoch_permutations`` for the epoch of a step, recomputed only when the epoch changes."""
+
+    def __init__(self, epoch_permutations, steps_per_epoch: int):
+        self.compute, self.steps_per_epoch = epoch_permutations, steps_per_epoch
+        self.epoch, self.value = None, None
+
+    def __call__(self, step: int) -> jax.Array:
+        epoch = step // self.steps_per_epoch
+        if epoch != self.epoch:
+            self.epoch, self.value = epoch, self.compute(np.int32(epoch))
+        return self.value
+
 
 class _Preemption:
     """SIGTERM sets a flag; the loop checkpoints at the next chunk boundary and exits."""
@@ -434,16 +454,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         compile_start = time.time()
         end_arg = np.int32(0)
         if data.train is not None:
-            train_chunk = steps["device_chunk"].lower(state, *data.train, end_arg).compile()
+            permutations = _PermutationCache(steps["epoch_permutations"], steps_per_epoch)
+            train_chunk = steps["device_chunk"].lower(
+                state, *data.train, permutations(start_step), end_arg).compile()
             eval_fn = steps["eval_batch"].lower(state, *data.test, end_arg).compile()
-            call_chunk = lambda state, end, _: train_chunk(state, *data.train, np.int32(end))  # noqa: E731
+            call_chunk = lambda state, step, end: train_chunk(  # noqa: E731
+                state, *data.train, permutations(step), np.int32(end))
         else:
             batches = data.stream(start_step, steps_per_epoch)
             example = data.stream_chunk(iter(()), 0, chunk)
             train_chunk = steps["stream_chunk"].lower(state, *example, end_arg).compile()
             eval_fn = steps["eval_batch"]
-            call_chunk = lambda state, end, n: train_chunk(  # noqa: E731
-                state, *data.stream_chunk(batches, n, chunk), np.int32(end))
+            call_chunk = lambda state, step, end: train_chunk(  # noqa: E731
+                state, *data.stream_chunk(batches, end - step, chunk), np.int32(end))
         compile_seconds = time.time() - compile_start
         logging.info("Compiled the training chunk (%d steps/call) in %.1f s", chunk,
                      compile_seconds)
@@ -553,7 +576,7 @@ def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preempti
     step = start_step
     while step < total_steps:
         end = min(total_steps, (step // chunk + 1) * chunk)  # chunk ends: multiples of chunk
-        state, out = call_chunk(state, end, end - step)
+        state, out = call_chunk(state, step, end)
         pending.append((step, end - step, out))
         previous, step = step, end
         if timing is None:

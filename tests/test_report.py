@@ -146,8 +146,10 @@ def test_empty_folder_renders_with_notes_and_lists_failed_runs(tmp_path):
     failing = dataclasses.replace(planned[0], command=(
         sys.executable, "-c", "raise SystemExit('disk full')"))
     suite.execute([failing], progress=False)
+    (runs_dir / "by_hand" / "checkpoints" / "40").mkdir(parents=True)  # main.py, stopped
     md = report.build_report(runs_dir, tmp_path / "out").read_text()
     assert "## Runs without results" in md
+    assert "| by_hand | unfinished | checkpoints but no results.json |" in md
     assert re.search(rf"\| {re.escape(failing.name)} \| failed \| exit status 1 \| "
                      rf"`{re.escape(str(failing.log))}` \|", md)
     assert json.loads((tmp_path / "out" / "report.json").read_text())["figures"] == []

@@ -15,6 +15,8 @@ from flax import nnx
 
 # torchvision: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu").
 KAIMING_FAN_OUT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+# He initialisation for a ReLU layer, preserving the activation scale going forward.
+KAIMING_FAN_IN = nnx.initializers.variance_scaling(2.0, "fan_in", "normal")
 # torch's default for nn.Conv*/nn.Linear weights: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
 TORCH_DEFAULT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 

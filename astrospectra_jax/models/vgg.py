@@ -26,7 +26,8 @@ class VGG16(nnx.Module):
     49 times, so the classifier keeps torchvision's three dense layers at width 512 (as CIFAR
     VGGs do): dense 512, ReLU, dropout 0.5, dense 512, ReLU, dropout 0.5, dense num_classes.
 
-    Initialisation as torchvision: conv kaiming-normal (fan-out), dense N(0, 0.01), zero biases.
+    Initialisation as torchvision: conv kaiming-normal (fan-out), dense N(0, 0.01), zero biases;
+    the 28x28 head instead uses He-normal (fan-in) hidden layers and torch's default output layer.
     """
 
     def __init__(self, num_classes: int = 3, *, input_size: int = 224, dtype=jnp.float32,
@@ -43,11 +44,17 @@ class VGG16(nnx.Module):
                 in_features = out_features
         self.convs = nnx.List(convs)
         self.block_lengths = tuple(blocks)
-        flat, hidden = (512, 512) if self.native else (512 * 7 * 7, 4096)
-        dense_init = nnx.initializers.normal(0.01)
-        self.fc1 = layers.linear(flat, hidden, kernel_init=dense_init, **kw)
-        self.fc2 = layers.linear(hidden, hidden, kernel_init=dense_init, **kw)
-        self.fc3 = layers.linear(hidden, num_classes, kernel_init=dense_init, **kw)
+        if self.native:
+            # N(0, 0.01) suits torchvision's 25088-input head; on 512 inputs it would shrink
+            # the logits ~1e4-fold, so the small head uses fan-in scaling (He for ReLU layers).
+            flat, hidden, hidden_init = 512, 512, layers.KAIMING_FAN_IN
+            output_init = layers.TORCH_DEFAULT
+        else:
+            flat, hidden = 512 * 7 * 7, 4096
+            hidden_init = output_init = nnx.initializers.normal(0.01)
+        self.fc1 = layers.linear(flat, hidden, kernel_init=hidden_init, **kw)
+        self.fc2 = layers.linear(hidden, hidden, kernel_init=hidden_init, **kw)
+        self.fc3 = layers.linear(hidden, num_classes, kernel_init=output_init, **kw)
         self.dropout = nnx.Dropout(0.5, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
