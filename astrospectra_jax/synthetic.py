@@ -373,8 +373,8 @@ STELLAR_FEATURES = (
              _f(3, 3, 2.8, 2.3, 1.7, 1.3, 1.0, 0.75, 0.5, 0.35, 0.2, 0.1, 0.05, 0.0), metal=0.4),
     _Feature("mg_b_wings", _MAGNESIUM_B, "lorentz", 2.0,
              _f(4, 5, 5, 4.0, 2.8, 1.3, 0.5, 0.2, 0.1, 0, 0, 0, 0, 0), metal=0.5, giant=0.2),
-    _Feature("mgh", ((5211.0, 1.0),), "band_blue", 150.0,
-             _f(0.45, 0.45, 0.38, 0.25, 0.12, 0.04, 0, 0, 0, 0, 0, 0, 0, 0), metal=0.5, giant=0.1),
+    _Feature("mgh", ((5211.0, 1.0),), "band_blue", 300.0,
+             _f(0.6, 0.6, 0.55, 0.45, 0.25, 0.07, 0, 0, 0, 0, 0, 0, 0, 0), metal=0.5, giant=0.1),
     _Feature("na_d_core", _SODIUM_D, "gauss", 0.5,
              _f(3.0, 3.0, 2.7, 2.2, 1.5, 1.1, 0.75, 0.5, 0.3, 0.15, 0.1, 0.05, 0.05, 0.0),
              metal=0.4),
@@ -401,11 +401,11 @@ STELLAR_FEATURES = (
     _Feature("k1", ((7664.90, 1.0), (7698.96, 0.8)), "gauss", 0.5,
              _f(3, 2.5, 1.5, 0.9, 0.5, 0.3, 0.15, 0.05, 0, 0, 0, 0, 0, 0), metal=0.3, giant=0.6),
     _Feature("na1_8190", ((8183.26, 0.9), (8194.82, 1.0)), "gauss", 0.6,
-             _f(3, 2.5, 1.5, 0.8, 0.4, 0.25, 0.12, 0.05, 0, 0, 0, 0, 0, 0), metal=0.3, giant=0.4),
+             _f(3, 2.8, 2.0, 1.2, 0.6, 0.3, 0.12, 0.05, 0, 0, 0, 0, 0, 0), metal=0.3, giant=0.4),
     _Feature("mg2_uv", ((2795.53, 1.0), (2802.71, 0.9), (2852.13, 0.6)), "lorentz", 3.0,
              _f(15, 15, 14, 12, 10, 8, 6, 5, 4.5, 4, 3.5, 3, 2, 1), metal=0.3),
     _Feature("tio", _TIO, "band_red", 120.0,
-             _f(1.6, 0.9, 0.25, 0.02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), metal=0.3),
+             _f(1.6, 0.9, 0.35, 0.06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), metal=0.3),
     _Feature("cah", ((6382.0, 0.7), (6750.0, 1.0)), "band_red", 80.0,
              _f(0.5, 0.2, 0.03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), giant=0.1),
 )
@@ -414,7 +414,7 @@ STELLAR_FEATURES = (
 # jump below 3646 A; optical depth scales at TEFF_NODES.
 _BLANKETING = _f(1.2, 1.05, 0.9, 0.72, 0.47, 0.24, 0.12, 0.05, 0.03, 0.02, 0.02, 0.015, 0.015,
                  0.01)
-_BALMER_JUMP = _f(0, 0, 0, 0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.55, 0.8, 0.7, 0.5, 0.25)
+_BALMER_JUMP = _f(0, 0, 0, 0, 0.02, 0.05, 0.1, 0.15, 0.22, 0.3, 0.45, 0.5, 0.42, 0.22)
 # The optical continuum of FGK stars forms below tau = 1 where T > Teff: it is bluer than a
 # Planck curve at Teff. Colour temperature / Teff at TEFF_NODES.
 _COLOUR_TEMPERATURE = _f(1.0, 1.02, 1.07, 1.10, 1.11, 1.11, 1.11, 1.11, 1.12, 1.13, 1.17, 1.2,
@@ -659,14 +659,15 @@ def _galaxies(n, rng):
     young = np.select([sf, agn], [10 ** rng.uniform(-1.6, -0.4, n), rng.uniform(0, 0.08, n)],
                       rng.uniform(0, 0.01, n))
     middle = np.select([sf, psb, agn], [rng.uniform(0.1, 0.4, n), rng.uniform(0.3, 0.6, n),
-                                        rng.uniform(0, 0.2, n)], rng.uniform(0, 0.1, n))
+                                        rng.uniform(0, 0.2, n)], rng.uniform(0, 0.05, n))
     middle = np.minimum(middle, 1.0 - young)
     old = 1.0 - young - middle
     sigma_v = np.select([sf, psb], [rng.uniform(40, 130, n), rng.uniform(60, 180, n)],
                         rng.uniform(110, 300, n))
     broadening = np.hypot(SIGMA_INSTRUMENT_KMS, sigma_v)
-    feh = np.clip(rng.normal(0.0, 0.2, n), -1.0, 0.4)
-    populations = ((old, rng.uniform(4500, 5300, n), 2.8, feh),
+    feh = np.clip(rng.normal(0.05, 0.2, n), -1.0, 0.4)
+    # The old population's light at 5500 A is mostly red giants: a cool, metal-rich mix.
+    populations = ((old, rng.uniform(4250, 4900, n), 2.6, feh),
                    (middle, rng.uniform(7200, 9500, n), 4.0, feh - 0.1),
                    (young, rng.uniform(12000, 20000, n), 4.0, feh - 0.1))
     stellar = np.zeros((n, grid.size), np.float32)
@@ -869,7 +870,7 @@ _MASKS = (
 
 @dataclasses.dataclass(frozen=True)
 class _ObservedFrame:
-    log_basis: np.ndarray  # (10, 3601): dust, DIBs, 5 telluric bands, Legendre P1..P3
+    log_basis: np.ndarray  # (11, 3601): dust, DIBs, 5 telluric bands, Legendre P1..P3, blue edge
     sky_lines: np.ndarray  # (lines, 3601), unit-area lines x strength
     sky: np.ndarray  # (3601,) sky continuum + lines
     inverse_throughput: np.ndarray  # (3601,)
@@ -887,7 +888,8 @@ def _observed_frame() -> _ObservedFrame:
                 for head, length, _ in _TELLURIC]
     x = (lam - lam.mean()) / (lam.max() - lam.mean())
     legendre = [np.polynomial.legendre.Legendre.basis(k)(x) for k in (1, 2, 3)]
-    log_basis = np.stack([dust, dib, *telluric, *legendre]).astype(np.float32)
+    blue_edge = -np.clip((4000.0 - lam) / 300.0, 0.0, None) ** 1.5
+    log_basis = np.stack([dust, dib, *telluric, *legendre, blue_edge]).astype(np.float32)
     centres = _air_to_vacuum(np.array(_SKY_LINES_AIR))
     sigma = centres / RESOLUTION / 2.3548
     sky_lines = np.exp(-0.5 * ((lam[None, :] - centres[:, None]) / sigma[:, None]) ** 2)
@@ -916,7 +918,10 @@ def _observe(flux, kind: str, rng) -> tuple[np.ndarray, dict]:
     telluric = np.array([t[2] for t in _TELLURIC])[None, :] * rng.lognormal(0.0, 0.5, (n, 1))
     # Flux calibration: a smooth multiplicative error (Legendre series in wavelength).
     calibration = rng.normal(0.0, [0.07, 0.04, 0.03], (n, 3))
-    coefficients = np.column_stack([smooth_ebv, np.minimum(ebv, 1.0), telluric, calibration])
+    # The blue edge (low throughput, few standard-star photons) is calibrated worst.
+    blue_droop = rng.normal(0.12, 0.15, n)
+    coefficients = np.column_stack([smooth_ebv, np.minimum(ebv, 1.0), telluric, calibration,
+                                    blue_droop])
     log_factor = coefficients.astype(np.float32) @ frame.log_basis
     # The blue and red arms are scaled separately: a step at the join and a small bump.
     join = rng.normal(_ARM_JOIN, 25.0, n).astype(np.float32)

@@ -194,11 +194,11 @@ def resolve_steps_per_call(config: ml_collections.ConfigDict) -> int:
     return 1 if jax.default_backend() == "cpu" else 20
 
 
-def chunk_unroll(steps_per_call: int) -> int:
-    """How far ``lax.scan`` unrolls a chunk: fully on CPU, where XLA runs convolutions inside
-    loop or conditional bodies several times slower than in straight-line code (measured: ~6x
-    for SimpleCNN1), rolled elsewhere."""
-    return steps_per_call if jax.default_backend() == "cpu" else 1
+def chunk_unroll() -> bool | int:
+    """How ``lax.scan`` unrolls a chunk: fully on CPU, where XLA runs convolutions inside loop
+    or conditional bodies several times slower than in straight-line code (measured: ~6x for
+    SimpleCNN1), rolled (one step per loop iteration) elsewhere."""
+    return True if jax.default_backend() == "cpu" else 1
 
 
 def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train: int,
@@ -208,7 +208,7 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
     data_key = jax.random.fold_in(seed_key, _DATA_STREAM)
     augment_key = jax.random.fold_in(seed_key, _AUGMENT_STREAM)
     batch_size, chunk = config.batch_size, steps_per_call
-    unroll = chunk_unroll(chunk)
+    unroll = chunk_unroll()
     # Epochs a chunk can touch: steps s0 .. s0 + chunk - 1 span at most this many.
     num_permutations = (chunk - 1) // steps_per_epoch + 2
     prep = dict(kind=spec.kind, input_size=config.model.input_size)

@@ -28,7 +28,10 @@ TORCHVISION_COUNTS = {
 
 
 def rngs(seed=0):
-    return nnx.Rngs(params=seed, dropout=seed + 1)
+    # RBG keys: same model code, but their random ops compile ~4x faster than threefry's on
+    # CPU, and eager initialisation compiles one per parameter shape.
+    return nnx.Rngs(params=jax.random.key(seed, impl="rbg"),
+                    dropout=jax.random.key(seed + 1, impl="rbg"))
 
 
 def batch(name, size, n, seed=0):
@@ -118,13 +121,22 @@ def test_default_input_size_is_the_first_supported():
 
 @pytest.mark.parametrize("name,size", [(n, s) for n in models.MODEL_NAMES
                                        for s in models.input_sizes(n)])
-def test_forward_shape(name, size):
-    n = 1 if size == 224 else 2  # the torchvision-size models: forward only, one example
-    model = fresh_model(name, size)
+def test_output_shape(name, size):
+    model = nnx.eval_shape(lambda: models.create(name, input_size=size, rngs=rngs()))
     model.eval()
-    x, _ = batch(name, size, n)
+    graphdef, state = nnx.split(model)
+    x = jax.ShapeDtypeStruct(batch(name, size, 2)[0].shape, jnp.float32)
+    logits = jax.eval_shape(lambda state, x: nnx.merge(graphdef, state)(x), state, x)
+    assert logits.shape == (2, 3) and logits.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", BIG_MODELS)
+def test_torchvision_size_forward(name):
+    model = fresh_model(name, 224)
+    model.eval()
+    x, _ = batch(name, 224, 1)
     logits = forward(model, x)
-    assert logits.shape == (n, 3) and logits.dtype == jnp.float32
+    assert logits.shape == (1, 3) and logits.dtype == jnp.float32
     assert np.isfinite(np.asarray(logits)).all()
 
 
@@ -145,35 +157,32 @@ def test_bfloat16_compute(name):
     assert np.isfinite(np.asarray(logits)).all()
 
 
-# AlexNet and VGG16 have no batch norm and 4096-wide dense layers: Adam at 1e-3 overshoots.
+# AlexNet and VGG16 have no batch norm, and 4096/512-wide dense layers: Adam at 1e-3 overshoots,
+# and dropout is their only train-mode layer; on a 3-example batch its noise swamps six steps of
+# progress, so they take their steps without it (dropout is exercised by the other models).
 LEARNING_RATES = {"alexnet": 1e-4, "vgg16": 1e-4}
+STEPS_WITHOUT_DROPOUT = {"alexnet", "vgg16"}
 
 
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_adam_steps_lower_the_loss(name):
     size = models.input_sizes(name)[0]
     model = fresh_model(name, size)
-    model.train()
+    model.train()  # batch statistics (and their running averages), dropout
     optimizer = nnx.Optimizer(model, optax.adam(LEARNING_RATES.get(name, 1e-3)), wrt=nnx.Param)
     x, labels = batch(name, size, 3)
+    without_dropout = name in STEPS_WITHOUT_DROPOUT
 
     @nnx.jit
     def step(model, optimizer):
-        loss, grads = nnx.value_and_grad(cross_entropy)(model, x, labels)
+        view = nnx.view(model, deterministic=True) if without_dropout else model
+        loss, grads = nnx.value_and_grad(cross_entropy)(view, x, labels)
         optimizer.update(model, grads)
         return loss
 
-    @nnx.jit
-    def loss_without_dropout(model):
-        # Train-mode batch norm, but no dropout noise in the before/after comparison.
-        return cross_entropy(nnx.view(model, deterministic=True, raise_if_not_found=False),
-                             x, labels)
-
-    before = float(loss_without_dropout(model))
-    losses = [float(step(model, optimizer)) for _ in range(6)]
-    after = float(loss_without_dropout(model))
-    assert np.isfinite(losses).all() and np.isfinite(after)
-    assert after < 0.98 * before, (before, losses, after)
+    losses = [float(step(model, optimizer)) for _ in range(7)]  # the last: after six updates
+    assert np.isfinite(losses).all()
+    assert losses[-1] < 0.9 * losses[0], losses
 
 
 def test_train_and_eval_modes():
