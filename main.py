@@ -1,4 +1,6 @@
-"""Train and evaluate one experiment: ``python main.py --config=configs/v2_resnet18.py --workdir=DIR``.
+"""Train and evaluate one experiment.
+
+    python main.py --config=configs/v2_resnet18.py --workdir=/tmp/v2_resnet18
 
 Fields of the config are overridden with ``--config.<field>=<value>``. Rerunning a command with
 the same --workdir resumes from its latest checkpoint. Configs with ``kind = "classical"`` run

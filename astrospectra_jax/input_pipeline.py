@@ -61,8 +61,12 @@ def batch_sharded(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
     return NamedSharding(mesh, P(*([None] * leading_axes), DATA_AXIS))
 
 
-def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:
-    """A global array holding ``array`` whole on every device (every process passes the same)."""
+def put_replicated(array: np.ndarray | jax.Array, mesh: Mesh) -> jax.Array:
+    """A global array holding ``array`` whole on every device (every process passes the same);
+    typed PRNG keys stay typed."""
+    if isinstance(array, jax.Array) and jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(put_replicated(jax.random.key_data(array), mesh),
+                                        impl=jax.random.key_impl(array))
     array = np.asarray(array)
     return jax.make_array_from_callback(array.shape, replicated(mesh), lambda index: array[index])
 

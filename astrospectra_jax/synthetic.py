@@ -7,7 +7,7 @@ physical model with parameters, not a set of templates:
 
 - stars: Planck continuum at a colour temperature tied to Teff, blue line blanketing and the
   Balmer jump; absorption features (Balmer with Stark wings, Paschen, Ca II H&K, Ca I 4227,
-  CH G band, CN, Mg b, MgH, Na D, ~400 strong Fe/Ca/Cr/Ti/Mn/Ni/Sr/Ba lines of the solar
+  CH G band, CN, Mg b, MgH, Na D, ~360 strong Fe/Ca/Cr/Ti/Mn/Ni/Sr/Ba lines of the solar
   spectrum in three excitation groups, Ca II triplet, O I 7774, K I, Na I 8190, TiO and CaH
   bands) whose equivalent widths are tables in Teff, scaled with [Fe/H] and log g; rotation and
   radial velocity. Classes are spectral types: giants and metal-poor stars of a type are cooler
@@ -245,7 +245,9 @@ TEFF_NODES = np.array(
 
 
 def _f(*values):
-    assert len(values) == TEFF_NODES.size, values
+    """A table over TEFF_NODES."""
+    if len(values) != TEFF_NODES.size:
+        raise ValueError(f"a Teff table needs {TEFF_NODES.size} values, got {len(values)}")
     return tuple(float(v) for v in values)
 
 
@@ -457,11 +459,17 @@ def _geometric_bins(lo: float, hi: float, ratio: float = 1.06) -> tuple[float, .
 
 
 @functools.lru_cache(maxsize=None)
+def _intrinsic_rows(kind: str, grid_key: tuple) -> np.ndarray:
+    rows = _INTRINSIC_ROWS[kind](_log_grid(*grid_key))
+    rows.flags.writeable = False
+    return rows
+
+
+@functools.lru_cache(maxsize=None)
 def _broadened_basis(kind: str, grid_key: tuple, sigma_kms: float) -> np.ndarray:
     """(features, pixels) float32 profiles of ``kind`` broadened by a Gaussian (km/s)."""
-    grid = _log_grid(*grid_key)
-    rows = _INTRINSIC_ROWS[kind](grid)
-    rows = gaussian_filter1d(rows, sigma_kms / grid_key[2], axis=1, mode="constant", truncate=5.0)
+    rows = gaussian_filter1d(_intrinsic_rows(kind, grid_key), sigma_kms / grid_key[2], axis=1,
+                             mode="constant", truncate=5.0)
     basis = np.ascontiguousarray(rows, dtype=np.float32)
     basis.flags.writeable = False
     return basis
@@ -490,7 +498,9 @@ def _render(amplitudes, widths, bins, basis_for) -> np.ndarray:
 # Stars
 
 _STAR_GRID = (3600.0, 9250.0, 40.0)
-_STAR_BINS = _geometric_bins(SIGMA_INSTRUMENT_KMS, 200.0)
+# Total Gaussian broadening (instrument + rotation or velocity dispersion) of absorption
+# features, km/s; profile sets are built on first use.
+_ABSORPTION_BINS = _geometric_bins(SIGMA_INSTRUMENT_KMS, 450.0)
 # Spectral classes are defined on the dwarf temperature scale ("type temperature"): (name,
 # range, share of STAR spectra in v1).
 _SPECTRAL_TYPES = (("A", 7500.0, 10000.0, 0.10), ("F", 6000.0, 7500.0, 0.32),
@@ -545,7 +555,8 @@ def _stellar_strengths(teff, logg, feh, features=STELLAR_FEATURES):
     giant = np.array([f.giant for f in features])
     base = np.stack([np.interp(teff, TEFF_NODES, row) for row in table], axis=1)
     low_gravity = np.clip((4.5 - np.asarray(logg))[:, None] / 2.0, 0.0, 1.5)
-    return base * 10.0 ** (metal[None, :] * np.asarray(feh)[:, None]) * giant[None, :] ** low_gravity
+    metallicity = 10.0 ** (metal[None, :] * np.asarray(feh)[:, None])
+    return base * metallicity * giant[None, :] ** low_gravity
 
 
 def _stellar_continuum(lam, teff, feh) -> np.ndarray:
@@ -556,8 +567,11 @@ def _stellar_continuum(lam, teff, feh) -> np.ndarray:
     t_col = teff * np.interp(teff, TEFF_NODES, _COLOUR_TEMPERATURE)
     blanket = np.interp(teff, TEFF_NODES, _BLANKETING) * 10.0 ** (0.5 * np.asarray(feh))
     jump = _LN10 * np.interp(teff, TEFF_NODES, _BALMER_JUMP)
-    # Unresolved metal lines crowd towards the blue: optical depth rising below ~4500 A.
-    shapes = np.stack([np.clip((4500.0 / lam) ** 5 - 1.0, 0.0, None),
+    # Unresolved metal lines crowd towards the blue: optical depth rising below ~4500 A, and
+    # saturating below ~4000 A where the crowded lines are black.
+    crowding = np.clip((4500.0 / lam) ** 5 - 1.0, 0.0, None)
+    crowding = np.minimum(crowding, 0.75 + 0.25 * (crowding - 0.75))
+    shapes = np.stack([crowding,
                        1.0 / (1.0 + np.exp((lam - 3646.0) / 15.0))]).astype(np.float32)
     depth = np.stack([blanket, jump], axis=1).astype(np.float32) @ shapes
     return _planck_ratio(lam, t_col) * np.exp(-depth)
@@ -565,7 +579,7 @@ def _stellar_continuum(lam, teff, feh) -> np.ndarray:
 
 def _stellar_population(grid_key, teff, logg, feh, broadening_kms) -> np.ndarray:
     """Rest-frame spectra (n, M) on a log grid: continuum x exp(-absorption), 1 at 5500 A."""
-    tau = _render(_stellar_strengths(teff, logg, feh), broadening_kms, _STAR_BINS,
+    tau = _render(_stellar_strengths(teff, logg, feh), broadening_kms, _ABSORPTION_BINS,
                   functools.partial(_broadened_basis, "stellar", grid_key))
     return _stellar_continuum(_log_grid(*grid_key), teff, feh) * np.exp(-tau)
 
@@ -578,11 +592,11 @@ def _stars(type_teff, rng):
     metal_shift = TYPE_TEFF_PER_DEX * feh * (type_teff < 7500.0)
     teff = type_teff - giant * np.interp(type_teff, _TYPE_TEFF, _GIANT_TEFF_OFFSET) + metal_shift
     logg = np.where(giant, rng.uniform(1.8, 3.4, n), rng.uniform(3.9, 4.7, n))
-    # Hot stars rotate faster; rotation adds to the instrumental width (in quadrature, ~Gaussian).
+    # Hot stars rotate faster; the rotation kernel (sigma ~ v sin i / 2) adds in quadrature.
     vsini = rng.exponential(np.interp(teff, [5500.0, 6500.0, 8000.0], [3.0, 30.0, 90.0]))
-    broadening = np.hypot(SIGMA_INSTRUMENT_KMS, 0.6 * vsini)
+    broadening = np.hypot(SIGMA_INSTRUMENT_KMS, 0.5 * vsini)
     rv = rng.normal(0.0, 40.0, n) + rng.normal(0.0, 30.0, n) * (rng.random(n) < 0.3)
-    tau = _render(_stellar_strengths(teff, logg, feh), broadening, _STAR_BINS,
+    tau = _render(_stellar_strengths(teff, logg, feh), broadening, _ABSORPTION_BINS,
                   functools.partial(_broadened_basis, "stellar", _STAR_GRID))
     tau = _to_observed(tau, _log_grid(*_STAR_GRID), 1.0 + rv / C_KMS)
     # The continuum is smooth: evaluating it at the observed wavelengths is exact to ~v/c.
@@ -752,8 +766,11 @@ def _quasars(n, rng):
     bumps = sum(ew * _shape(grid, dlam, c, s, "gauss") for c, s, ew in _QSO_BUMPS)
     rest = continuum * (1.0 + rng.lognormal(0.0, 0.35, n)[:, None] * bumps[None, :]).astype(
         np.float32)
-    # Broad lines: equivalent widths scatter per object and per line; Baldwin-like decline.
-    strength = rng.lognormal(0.0, 0.3, (n, 1)) * rng.lognormal(0.0, 0.25, (n, len(_BROAD_LINES)))
+    # Broad lines: equivalent widths scatter per object and per line; Baldwin-like decline;
+    # a few per cent are nearly featureless (BL Lac objects, weak-line quasars).
+    featureless = rng.random(n) < 0.04
+    strength = (rng.lognormal(0.0, 0.45, (n, 1)) * np.where(featureless, 0.05, 1.0)[:, None]
+                * rng.lognormal(0.0, 0.25, (n, len(_BROAD_LINES))))
     ew = np.array([line[2] for line in _BROAD_LINES])[None, :] * strength
     ew *= (1.0 + redshift[:, None]) ** -0.3
     centres = np.array([line[1] for line in _BROAD_LINES])
@@ -761,13 +778,14 @@ def _quasars(n, rng):
     rest += _render(ew * (centres[None, :] / 3000.0) ** beta[:, None], fwhm, _QSO_FWHM_BINS,
                     _broad_line_basis)
     narrow_centres = np.array([line[1] for line in _NARROW_LINES])
-    narrow_ew = np.array([line[2] for line in _NARROW_LINES])[None, :] * rng.lognormal(0, 0.5, (n, 1))
+    narrow_ew = (np.array([line[2] for line in _NARROW_LINES])[None, :]
+                 * rng.lognormal(0, 0.5, (n, 1)) * np.where(featureless, 0.05, 1.0)[:, None])
     narrow_basis = _broadened_basis("qso_narrow", _QSO_GRID,
                                     float(np.hypot(SIGMA_INSTRUMENT_KMS, _NARROW_SIGMA_KMS)))
     rest += (narrow_ew * (narrow_centres[None, :] / 3000.0) ** beta[:, None]).astype(
         np.float32) @ narrow_basis
     # Host-galaxy light (old stars) shows at low redshift.
-    host_fraction = rng.uniform(0.0, 0.6, n) * np.exp(-redshift / 0.35)
+    host_fraction = rng.uniform(0.0, 0.8, n) * np.exp(-redshift / 0.4)
     host = _stellar_population(_QSO_GRID, rng.uniform(4600, 5200, n), np.full(n, 2.8),
                                np.zeros(n), np.full(n, 220.0))
     at_5100 = np.searchsorted(grid, 5100.0)
@@ -783,6 +801,7 @@ def _quasars(n, rng):
     if forest.any():
         observed[forest] *= _lyman_forest(redshift[forest], rng)
     params = {"redshift": redshift, "fwhm_kms": fwhm, "continuum_slope": beta,
+              "featureless": featureless.astype(np.float64),
               "ebv_internal": ebv, "host_fraction": host_fraction}
     return observed, params
 
@@ -851,9 +870,9 @@ _G_BAND = slice(int(np.searchsorted(_LAM, 4000.0)), int(np.searchsorted(_LAM, 55
 _OBSERVING = {
     "star": dict(snr=35.0, snr_dex=0.33, snr_range=(4.0, 250.0), level=250.0, level_ln=1.1,
                  sky_ratio=0.15, ebv=0.04, disc_share=0.2, calibrated_ebv=(0.5, 1.2)),
-    "galaxy": dict(snr=11.0, snr_dex=0.3, snr_range=(3.0, 80.0), level=30.0, level_ln=0.8,
+    "galaxy": dict(snr=7.0, snr_dex=0.3, snr_range=(2.0, 60.0), level=30.0, level_ln=0.8,
                    sky_ratio=1.5, ebv=0.03, disc_share=0.0, calibrated_ebv=(0.5, 1.2)),
-    "qso": dict(snr=10.0, snr_dex=0.3, snr_range=(3.0, 80.0), level=25.0, level_ln=0.8,
+    "qso": dict(snr=6.0, snr_dex=0.3, snr_range=(2.0, 60.0), level=25.0, level_ln=0.8,
                 sky_ratio=1.5, ebv=0.03, disc_share=0.0, calibrated_ebv=(0.5, 1.2)),
 }
 # Stretches the pipeline flags (or-mask) and the recipe bridges: (probability, start range A,
@@ -893,7 +912,8 @@ def _observed_frame() -> _ObservedFrame:
     centres = _air_to_vacuum(np.array(_SKY_LINES_AIR))
     sigma = centres / RESOLUTION / 2.3548
     sky_lines = np.exp(-0.5 * ((lam[None, :] - centres[:, None]) / sigma[:, None]) ** 2)
-    sky_lines *= (np.array(_SKY_LINE_STRENGTH) * spectra.GRID_STEP / (sigma * np.sqrt(2 * np.pi)))[:, None]
+    unit_area = spectra.GRID_STEP / (sigma * np.sqrt(2 * np.pi))  # lines integrate to 1 pixel
+    sky_lines *= (np.array(_SKY_LINE_STRENGTH) * unit_area)[:, None]
     sky = 0.6 + 0.4 * (lam / 6000.0) ** 2 + sky_lines.sum(axis=0)
     throughput = np.interp(lam, *np.array(_THROUGHPUT).T)
     frame = _ObservedFrame(log_basis, sky_lines.astype(np.float32), sky.astype(np.float32),
@@ -960,7 +980,8 @@ def _observe(flux, kind: str, rng) -> tuple[np.ndarray, dict]:
     cols = rng.integers(0, flux.shape[1], rows.size)
     flux[rows, cols] += sigma[rows, cols] * rng.uniform(5.0, 30.0, rows.size).astype(np.float32)
     masked = _mask_and_bridge(flux, rng)
-    params = {"ebv": ebv, "ebv_after_calibration": smooth_ebv, "snr_g": snr, "flux_level": level, "sky_ratio": sky_ratio,
+    params = {"ebv": ebv, "ebv_after_calibration": smooth_ebv, "snr_g": snr,
+              "flux_level": level, "sky_ratio": sky_ratio,
               "arm_step": step.astype(np.float64), "masked_fraction": masked}
     return flux, params
 

@@ -4,8 +4,8 @@ Data parallel over every device: a 1-D mesh ``("data",)``, parameters and optimi
 replicated, each batch sharded along ``"data"``. Global arrays make the loss, gradients and
 batch-norm statistics global-batch quantities, so 1, 8 or 256 devices compute the same thing.
 The training state is one pytree; a compiled *chunk* runs ``steps_per_call`` steps under
-``lax.scan`` with the state donated, so Python only dispatches one call per chunk and reads the
-previous chunk's metrics while the next one runs.
+``lax.scan`` (unrolled on CPU, see ``scan_steps``) with the state donated, so Python only
+dispatches one call per chunk and reads the previous chunk's metrics while the next one runs.
 
 Reproducibility: the data order, augmentation and dropout are functions of (seed, step) or live
 in the checkpointed state, and chunk boundaries are multiples of ``steps_per_call``, so a run
@@ -164,16 +164,17 @@ def _build_model(config: ml_collections.ConfigDict, spec: datasets.DatasetSpec) 
 
 
 def init_state(config, spec, tx, mesh) -> tuple[nnx.GraphDef, dict]:
-    """(graphdef, state): the model's structure, and the replicated training state
-    ``{"step", "params", "model_state", "opt_state"}`` initialised on the devices."""
-    graphdef = nnx.graphdef(nnx.eval_shape(lambda: _build_model(config, spec)))
+    """(graphdef, state): the model's structure, and the training state
+    ``{"step", "params", "model_state", "opt_state"}`` replicated over the mesh.
 
-    def create():
-        _, params, model_state = nnx.split(_build_model(config, spec), nnx.Param, ...)
-        return {"step": jnp.zeros((), jnp.int32), "params": params,
-                "model_state": model_state, "opt_state": tx.init(params)}
-
-    return graphdef, jax.jit(create, out_shardings=input_pipeline.replicated(mesh))()
+    Initialised eagerly (op by op, a fraction of a second) rather than compiled, which took
+    longer than the training chunk's own compilation for small models; every process computes
+    the same values from the seed.
+    """
+    graphdef, params, model_state = nnx.split(_build_model(config, spec), nnx.Param, ...)
+    state = {"step": jnp.zeros((), jnp.int32), "params": params, "model_state": model_state,
+             "opt_state": tx.init(params)}
+    return graphdef, jax.tree.map(lambda x: input_pipeline.put_replicated(x, mesh), state)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
@@ -188,17 +189,25 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) 
 
 def resolve_steps_per_call(config: ml_collections.ConfigDict) -> int:
     """``config.steps_per_call``, or when 0 (auto): 1 on CPU (a Python call costs little next to
-    a CPU step, and see chunk_unroll), 20 on accelerators."""
+    a CPU step, and see scan_steps), 20 on accelerators."""
     if config.steps_per_call:
         return config.steps_per_call
     return 1 if jax.default_backend() == "cpu" else 20
 
 
-def chunk_unroll() -> bool | int:
-    """How ``lax.scan`` unrolls a chunk: fully on CPU, where XLA runs convolutions inside loop
-    or conditional bodies several times slower than in straight-line code (measured: ~6x for
-    SimpleCNN1), rolled (one step per loop iteration) elsewhere."""
-    return True if jax.default_backend() == "cpu" else 1
+def scan_steps(body, carry, xs=None, *, length: int):
+    """``lax.scan`` over the steps of a chunk, laid out for the backend.
+
+    On CPU XLA runs convolutions inside loop or conditional bodies several times slower than in
+    straight-line code (measured ~6x for SimpleCNN1), so the chunk is fully unrolled there; a
+    one-step chunk is a plain call (a length-1 unrolled scan also compiled to the slow
+    convolution path). Elsewhere a rolled loop, one step per iteration.
+    """
+    if length == 1:
+        carry, out = body(carry, jax.tree.map(lambda x: x[0], xs))
+        return carry, jax.tree.map(lambda x: x[None], out)
+    unroll = True if jax.default_backend() == "cpu" else 1
+    return jax.lax.scan(body, carry, xs, length=length, unroll=unroll)
 
 
 def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train: int,
@@ -208,7 +217,6 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
     data_key = jax.random.fold_in(seed_key, _DATA_STREAM)
     augment_key = jax.random.fold_in(seed_key, _AUGMENT_STREAM)
     batch_size, chunk = config.batch_size, steps_per_call
-    unroll = chunk_unroll()
     # Epochs a chunk can touch: steps s0 .. s0 + chunk - 1 span at most this many.
     num_permutations = (chunk - 1) // steps_per_epoch + 2
     prep = dict(kind=spec.kind, input_size=config.model.input_size)
@@ -225,7 +233,8 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
                                       key=jax.random.fold_in(augment_key, state["step"]), **prep)
 
         def loss_fn(params):
-            model = nnx.merge(graphdef, params, state["model_state"])
+            # copy: fresh Variables at this trace level, so batch norm may update them
+            model = nnx.merge(graphdef, params, state["model_state"], copy=True)
             model.train()
             logits = model(x)
             loss = cross_entropy(logits, labels, config.label_smoothing).mean()
@@ -238,7 +247,7 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
         new_state = {"step": state["step"] + 1,
                      "params": optax.apply_updates(state["params"], updates),
                      "model_state": model_state, "opt_state": opt_state}
-        # select, not cond: no control flow around the step (see chunk_unroll); lax.select
+        # select, not cond: no control flow around the step (see scan_steps); lax.select
         # also keeps typed PRNG keys typed.
         active = state["step"] < end_step
         state = jax.tree.map(lambda new, old: jax.lax.select(active, new, old), new_state, state)
@@ -265,12 +274,12 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
             return train_step(state, jnp.take(train_features, idx, axis=0),
                               jnp.take(train_labels, idx, axis=0), end_step)
 
-        return jax.lax.scan(body, state, length=chunk, unroll=unroll)
+        return scan_steps(body, state, length=chunk)
 
     def stream_chunk(state, features, labels, end_step):
         """Like ``device_chunk`` over given batches: features (chunk, B, ...)."""
-        return jax.lax.scan(lambda state, batch: train_step(state, *batch, end_step), state,
-                            (features, labels), unroll=unroll)
+        return scan_steps(lambda state, batch: train_step(state, *batch, end_step), state,
+                          (features, labels), length=chunk)
 
     def eval_batch(state, features, labels, mask, index):
         """Sum of loss, number correct and the predictions of batch ``index`` of a padded split."""
@@ -278,7 +287,7 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
                                   for a in (features, labels, mask))
         features = jax.lax.with_sharding_constraint(features, on_batch)
         x = input_pipeline.preprocess(features, **prep)
-        model = nnx.merge(graphdef, state["params"], state["model_state"])
+        model = nnx.merge(graphdef, state["params"], state["model_state"], copy=True)
         model.eval()
         logits = model(x)
         mask = mask.astype(jnp.float32)
@@ -343,7 +352,7 @@ def evaluate(data: _Data, eval_batch, state) -> dict[str, Any]:
     """Test loss, accuracy and predictions over the whole test split (padding masked).
 
     One call per batch: evaluation is rare, and a loop inside the compiled function would be
-    slow on CPU (see chunk_unroll). Results stay on device until the end.
+    slow on CPU (see scan_steps). Results stay on device until the end.
     """
     n = len(data.test_labels)
     if data.test is not None:
@@ -356,7 +365,7 @@ def evaluate(data: _Data, eval_batch, state) -> dict[str, Any]:
         outputs = [eval_batch(state, *(input_pipeline.global_batch(a, data.mesh) for a in batch),
                               np.int32(0))
                    for batch in batches]
-    loss_sums, corrects, predictions = zip(*jax.device_get(outputs))
+    loss_sums, corrects, predictions = zip(*jax.device_get(outputs), strict=True)
     return {"loss": float(np.sum(loss_sums)) / n, "accuracy": float(np.sum(corrects)) / n,
             "predictions": np.concatenate(predictions)[:n], "labels": data.test_labels}
 
@@ -508,6 +517,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             "wall_time_s": time.time() - wall_start,
             "compile_time_s": compile_seconds,
             "train_examples_per_s": outcome["examples_per_s"],
+            "train_examples_per_s_per_device": (outcome["examples_per_s"] / jax.device_count()
+                                                if outcome["examples_per_s"] else None),
             "resumed_from_step": restored_step,
         })
         if lead:
@@ -557,7 +568,8 @@ def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preempti
             window["loss"].extend(loss.tolist())
             window["accuracy"].extend(accuracy.tolist())
             done = first + n
-            if done // config.log_every_steps > first // config.log_every_steps or done == total_steps:
+            log_every = config.log_every_steps
+            if done // log_every > first // log_every or done == total_steps:
                 now = time.time()
                 rate = (done - window["step"]) * batch_size / max(now - window["time"], 1e-9)
                 eta = (total_steps - done) * batch_size / rate if rate else float("inf")

@@ -66,7 +66,7 @@ def test_random_shift_moves_each_example_along_wavelength_within_bounds():
     shifted = np.asarray(ip.random_shift(x, jax.random.key(1), 3)).reshape(16, 784)
     offsets = shifted[:, 100] - 100  # away from the edges the shift is a plain translation
     assert set(offsets.tolist()) <= set(range(-3, 4)) and len(set(offsets.tolist())) > 1
-    for row, offset in zip(shifted, offsets):
+    for row, offset in zip(shifted, offsets, strict=True):
         np.testing.assert_array_equal(row[3:-3], np.arange(3, 781) + offset)
         assert row.min() >= 0 and row.max() <= 783  # edges repeat the edge value
     same = ip.preprocess(x.astype(jnp.uint8), kind="image", input_size=28, max_shift=0,

@@ -13,7 +13,6 @@ from flax import nnx
 from astrospectra_jax import models
 from astrospectra_jax.models import layers
 
-IMAGE_MODELS = [name for name in models.MODEL_NAMES if not models.is_line_model(name)]
 BIG_MODELS = ["alexnet", "vgg16", "googlenet", "resnet18", "mobilenetv2"]
 
 # torchvision's architectures with a 1-channel stem and a 3-class head (weights + biases,
@@ -28,22 +27,32 @@ TORCHVISION_COUNTS = {
 
 
 def rngs(seed=0):
-    # RBG keys: same model code, but their random ops compile ~4x faster than threefry's on
-    # CPU, and eager initialisation compiles one per parameter shape.
+    # RBG keys: same model code, but on CPU their random ops compile ~4x faster than
+    # threefry's, and eager initialisation compiles one per parameter shape.
     return nnx.Rngs(params=jax.random.key(seed, impl="rbg"),
                     dropout=jax.random.key(seed + 1, impl="rbg"))
 
 
+# The tests run a handful of steps, so XLA's compile time dominates: optimising less pays.
+QUICK_COMPILE = {"xla_backend_optimization_level": 0}
+
+
 def batch(name, size, n, seed=0):
     """A fixed, standardised batch with learnable labels: class k is pattern k plus noise."""
-    key_x, key_p = jax.random.split(jax.random.key(seed))
+    rng = np.random.default_rng(seed)
     shape = (n, size) if models.is_line_model(name) else (n, size, size, 1)
-    labels = jnp.arange(n) % 3
-    patterns = jax.random.normal(key_p, (3,) + shape[1:])
-    x = patterns[labels] + 0.3 * jax.random.normal(key_x, shape)
+    labels = np.arange(n) % 3
+    x = rng.standard_normal((3,) + shape[1:])[labels] + 0.3 * rng.standard_normal(shape)
     if models.is_line_model(name):
         x = 100.0 * (2.0 + x)  # flux-like values, far from unit scale
-    return x, labels
+    return jnp.asarray(x, jnp.float32), jnp.asarray(labels)
+
+
+@functools.cache
+def abstract(name, size, dtype=jnp.float32):
+    """(graphdef, shape-only state) of a model, built without allocating weights."""
+    return nnx.split(nnx.eval_shape(
+        lambda: models.create(name, input_size=size, dtype=dtype, rngs=rngs())))
 
 
 @functools.cache
@@ -53,17 +62,55 @@ def initial_state(name, size):
     return nnx.state(models.create(name, input_size=size, rngs=rngs()))
 
 
-def fresh_model(name, size, **kwargs):
+def fresh_model(name, size, dtype=jnp.float32):
     """A new model (own Variables) holding the cached initial weights."""
-    abstract = nnx.eval_shape(lambda: models.create(name, input_size=size, rngs=rngs(), **kwargs))
-    graphdef, _ = nnx.split(abstract)
+    graphdef, _ = abstract(name, size, dtype)
     return nnx.merge(graphdef, initial_state(name, size), copy=True)
 
 
+def stand_in_state(name, size, dtype=jnp.float32):
+    """Weights for forward-only checks: He-uniform kernels drawn in numpy, identity batch norm.
+    Drawing AlexNet's and VGG16's 57-134M random values on CPU costs more than their forward."""
+    rng = np.random.default_rng(0)
+
+    def fill(path, leaf):
+        field = path[-2].key
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.key(0, impl="rbg")
+        if field == "kernel":
+            limit = math.sqrt(6.0 / math.prod(leaf.shape[:-1]))
+            values = rng.random(leaf.shape, dtype=np.float32)
+            return jnp.asarray((values - 0.5) * (2 * limit))
+        return (jnp.ones if field in ("scale", "var") else jnp.zeros)(leaf.shape, leaf.dtype)
+
+    graphdef, state = abstract(name, size, dtype)
+    return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
+
+
+@functools.cache
+def _compiled(fn, graphdef, quick):
+    def pure(state, *args):
+        objects = nnx.merge(graphdef, state)
+        return fn(*objects, *args), nnx.state(objects)
+
+    return jax.jit(pure, compiler_options=QUICK_COMPILE if quick else None)
+
+
+def call_jitted(fn, objects, *args, quick=True):
+    """fn(*objects, *args) under jax.jit (split/merge, as nnx.jit takes no compiler options);
+    state changes (batch statistics, optimiser, RNG counts) are written back to ``objects``."""
+    graphdef, state = nnx.split(objects)
+    out, state = _compiled(fn, graphdef, quick)(state, *args)
+    nnx.update(objects, state)
+    return out
+
+
+def apply(model, x):
+    return model(x)
+
+
 def forward(model, x):
-    """Jitted forward pass (shapes are static, so the compiled function is reused)."""
-    graphdef, state = nnx.split(model)
-    return jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))(state, x)
+    return call_jitted(apply, (model,), x)
 
 
 def cross_entropy(model, x, labels):
@@ -97,18 +144,17 @@ def test_unsupported_input_size(name, size):
 
 
 def test_wrong_input_shape_is_a_clear_error():
-    model = nnx.eval_shape(lambda: models.create("resnet18", input_size=224, rngs=rngs()))
+    model = nnx.merge(*abstract("resnet18", 224))
     with pytest.raises(ValueError, match=r"input_size=224.*\(B, 224, 224, 1\).*\(2, 28, 28, 1\)"):
         model(jnp.zeros((2, 28, 28, 1)))
-    line = nnx.eval_shape(lambda: models.create("conv1d", rngs=rngs()))
+    line = nnx.merge(*abstract("conv1d", 721))
     with pytest.raises(ValueError, match="721"):
         line(jnp.zeros((2, 720)))
 
 
 @pytest.mark.parametrize("name,expected", [*TORCHVISION_COUNTS.items(), ("lenet", 61_111)])
 def test_parameter_counts(name, expected):
-    size = max(models.input_sizes(name))
-    model = nnx.eval_shape(lambda: models.create(name, input_size=size, rngs=rngs()))
+    model = nnx.merge(*abstract(name, max(models.input_sizes(name))))
     assert models.param_count(model) == expected
     leaves = jax.tree.leaves(nnx.state(model, nnx.Param))
     assert sum(math.prod(leaf.shape) for leaf in leaves) == expected
@@ -122,7 +168,7 @@ def test_default_input_size_is_the_first_supported():
 @pytest.mark.parametrize("name,size", [(n, s) for n in models.MODEL_NAMES
                                        for s in models.input_sizes(n)])
 def test_output_shape(name, size):
-    model = nnx.eval_shape(lambda: models.create(name, input_size=size, rngs=rngs()))
+    model = nnx.merge(*abstract(name, size))
     model.eval()
     graphdef, state = nnx.split(model)
     x = jax.ShapeDtypeStruct(batch(name, size, 2)[0].shape, jnp.float32)
@@ -130,37 +176,46 @@ def test_output_shape(name, size):
     assert logits.shape == (2, 3) and logits.dtype == jnp.float32
 
 
-@pytest.mark.parametrize("name", BIG_MODELS)
-def test_torchvision_size_forward(name):
-    model = fresh_model(name, 224)
-    model.eval()
-    x, _ = batch(name, 224, 1)
-    logits = forward(model, x)
-    assert logits.shape == (1, 3) and logits.dtype == jnp.float32
-    assert np.isfinite(np.asarray(logits)).all()
-
-
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
-def test_bfloat16_compute(name):
-    size = models.input_sizes(name)[0]
-    model = fresh_model(name, size, dtype=jnp.bfloat16)
+def bfloat16_forward(model, name, size, n):
+    """Checks the eval-mode logits of a bfloat16-compute model with float32 weights."""
     model.eval()
     params = jax.tree.leaves(nnx.state(model, nnx.Param))
     assert {p.dtype for p in params} == {jnp.dtype(jnp.float32)}  # param_dtype stays float32
-    x, _ = batch(name, size, 2)
+    logits = forward(model, batch(name, size, n)[0])
+    assert logits.shape == (n, 3) and logits.dtype == jnp.float32
+    assert np.isfinite(np.asarray(logits)).all()
+
+
+@pytest.mark.parametrize("name", BIG_MODELS)
+def test_torchvision_size_forward_in_bfloat16(name):
+    # One compile covers both the 224 architecture and bfloat16 compute for the big models.
+    bfloat16_forward(stand_in_state(name, 224, jnp.bfloat16), name, 224, 1)
+
+
+@pytest.mark.parametrize("name", [n for n in models.MODEL_NAMES if n not in BIG_MODELS])
+def test_native_size_forward_in_bfloat16(name):
+    size = models.input_sizes(name)[0]
+    bfloat16_forward(fresh_model(name, size, jnp.bfloat16), name, size, 2)
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_convolutions_compute_in_bfloat16(name):
+    size = models.input_sizes(name)[0]
+    model = nnx.merge(*abstract(name, size, jnp.bfloat16))
+    model.eval()
     graphdef, state = nnx.split(model)
+    x = jax.ShapeDtypeStruct(batch(name, size, 2)[0].shape, jnp.float32)
     jaxpr = str(jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, x))
     convs = [line for line in jaxpr.splitlines() if "conv_general_dilated" in line]
-    assert convs and all("bf16" in line for line in convs)  # the convolutions run in bf16
-    logits = forward(model, x)
-    assert logits.dtype == jnp.float32 and logits.shape == (2, 3)
-    assert np.isfinite(np.asarray(logits)).all()
+    assert convs and all("bf16" in line for line in convs)
 
 
 # AlexNet and VGG16 have no batch norm, and 4096/512-wide dense layers: Adam at 1e-3 overshoots,
 # and dropout is their only train-mode layer; on a 3-example batch its noise swamps six steps of
 # progress, so they take their steps without it (dropout is exercised by the other models).
+# They also take more steps, over 57M/15M parameters: optimised code pays for its compile there.
 LEARNING_RATES = {"alexnet": 1e-4, "vgg16": 1e-4}
+UPDATES = {"alexnet": 6, "vgg16": 6}
 STEPS_WITHOUT_DROPOUT = {"alexnet", "vgg16"}
 
 
@@ -173,14 +228,15 @@ def test_adam_steps_lower_the_loss(name):
     x, labels = batch(name, size, 3)
     without_dropout = name in STEPS_WITHOUT_DROPOUT
 
-    @nnx.jit
     def step(model, optimizer):
         view = nnx.view(model, deterministic=True) if without_dropout else model
         loss, grads = nnx.value_and_grad(cross_entropy)(view, x, labels)
         optimizer.update(model, grads)
         return loss
 
-    losses = [float(step(model, optimizer)) for _ in range(7)]  # the last: after six updates
+    # Each step returns the loss before its update: the last one is the loss after the updates.
+    losses = [float(call_jitted(step, (model, optimizer), quick=name not in UPDATES))
+              for _ in range(UPDATES.get(name, 3) + 1)]
     assert np.isfinite(losses).all()
     assert losses[-1] < 0.9 * losses[0], losses
 
@@ -188,14 +244,13 @@ def test_adam_steps_lower_the_loss(name):
 def test_train_and_eval_modes():
     model = fresh_model("simplecnn2", 28)
     x, _ = batch("simplecnn2", 28, 4)
-    apply = nnx.jit(lambda model, x: model(x))
     stats = lambda: np.asarray(model.bn_fc1.mean[...]).copy()  # noqa: E731
     model.eval()
     before = stats()
-    np.testing.assert_array_equal(apply(model, x), apply(model, x))  # no dropout
+    np.testing.assert_array_equal(forward(model, x), forward(model, x))  # no dropout
     np.testing.assert_array_equal(stats(), before)  # running statistics used, not updated
     model.train()
-    first, second = apply(model, x), apply(model, x)
+    first, second = forward(model, x), forward(model, x)
     assert not np.allclose(first, second)  # fresh dropout masks from the "dropout" stream
     assert not np.allclose(stats(), before)  # running statistics updated
 

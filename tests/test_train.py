@@ -17,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from astrospectra_jax import datasets, input_pipeline, train
+from astrospectra_jax import checkpointing, datasets, input_pipeline, train
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the configs/ folder, as when running main.py from the repo
@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))  # the configs/ folder, as when running main.py fr
 from configs.base import get_base_config  # noqa: E402
 
 DATASET = "astrospectra_mnist/v2_synthetic_mini"  # 1200 train / 300 test, built in seconds
+LINE_DATASET = "line_astro_spectra/v2_synthetic_mini"
 RESULT_FIELDS = ("accuracy", "per_class", "confusion_matrix", "class_names", "dataset",
                  "synthetic", "config", "seed", "devices", "git_commit", "wall_time_s",
                  "train_examples_per_s", "compile_time_s", "test_loss")
@@ -33,7 +34,8 @@ RESULT_FIELDS = ("accuracy", "per_class", "confusion_matrix", "class_names", "da
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("tfds")
-    datasets.load_arrays(DATASET, "train", data_dir=str(folder))  # builds every split once
+    for name in (DATASET, LINE_DATASET):
+        datasets.load_arrays(name, "train", data_dir=str(folder))  # builds every split once
     return str(folder)
 
 
@@ -54,7 +56,9 @@ def tiny_config(data_dir: str, **overrides):
 
 def checkpoint_steps(workdir: Path) -> list[int]:
     folder = workdir / "checkpoints"
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
 
 
 # ----------------------------------------------------------------------------- in process
@@ -171,12 +175,55 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_
     assert not (tmp_path / "results.json").exists()
 
 
-def test_tfdata_pipeline_trains_in_bfloat16(data_dir, tmp_path):
-    config = tiny_config(data_dir, input_pipeline="tfdata", max_steps=10, steps_per_call=3,
-                         **{"model.dtype": "bfloat16"})
+def line_config(data_dir: str, **overrides):
+    """The 1-D CNN (batch norm and dropout) on line vectors: the state that must survive a
+    resume is more than parameters and optimizer."""
+    return tiny_config(data_dir, dataset=LINE_DATASET, **{"model.name": "conv1d",
+                                                          "model.input_size": 721, **overrides})
+
+
+def test_batch_norm_and_dropout_state_survive_a_checkpoint_exactly(data_dir, tmp_path):
+    """Two chunks in a row, or one chunk, an Orbax save and restore, then the other: the same
+    parameters, batch-norm statistics, dropout RNG state and optimizer state, bit for bit."""
+    config = line_config(data_dir, steps_per_call=1)
+    spec = datasets.info(LINE_DATASET)
+    mesh = input_pipeline.make_mesh()
+    tx, _ = train.make_optimizer(config, 37)
+    graphdef, state = train.init_state(config, spec, tx, mesh)
+    data = train._Data(config, spec, mesh)
+    steps = train.make_steps(config, spec, graphdef, tx, mesh, 37, 1200, 1)
+    permutations = steps["epoch_permutations"](np.int32(0))
+
+    def chunk(state):
+        state, metrics = steps["device_chunk"](state, *data.train, permutations, np.int32(6))
+        assert np.isfinite(jax.device_get(metrics["loss"])).all()
+        return state
+
+    halfway = chunk(state)
+    manager = checkpointing.open_manager(tmp_path / "checkpoints", 2)
+    checkpointing.save(manager, 1, halfway)
+    manager.wait_until_finished()
+    restored, step = checkpointing.restore_latest(manager, halfway)
+    assert step == 1
+    straight, resumed = jax.device_get(chunk(halfway)), jax.device_get(chunk(restored))
+    key_data = lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(  # noqa: E731
+        x.dtype, jax.dtypes.prng_key) else x
+    straight, resumed = jax.tree.map(key_data, straight), jax.tree.map(key_data, resumed)
+    assert int(straight["step"]) == 2
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    named = {jax.tree_util.keystr(path): leaf
+             for path, leaf in jax.tree.leaves_with_path(straight["model_state"])}
+    assert any("mean" in name and np.abs(leaf).max() > 0 for name, leaf in named.items())
+    assert any("count" in name and leaf > 0 for name, leaf in named.items())  # dropout drew
+
+
+def test_tfdata_pipeline_trains(data_dir, tmp_path):
+    config = tiny_config(data_dir, input_pipeline="tfdata", max_steps=10, steps_per_call=3)
     results = train.train_and_evaluate(config, str(tmp_path))
     assert checkpoint_steps(tmp_path) == [9, 10]  # chunk ends 3, 6, 9 (crosses 8), 10
     assert np.array(results["confusion_matrix"]).sum() == 300
+    assert results["config"]["input_pipeline"] == "tfdata"
     assert 0.0 <= results["accuracy"] <= 1.0 and np.isfinite(results["test_loss"])
 
 
@@ -221,9 +268,20 @@ def in_process_config(fields: dict):
     return config
 
 
-def run_env(devices: int | None = None) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory) -> Path:
+    """A persistent XLA cache shared by this module's main.py runs: a restarted run reuses the
+    compilations of the run before it (about half of a short run's time on 2 cores)."""
+    return tmp_path_factory.mktemp("xla_cache")
+
+
+def run_env(devices: int | None = None, cache: Path | None = None) -> dict[str, str]:
     """Environment for main.py: CPU, ``devices`` simulated devices (default: as this process)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if cache is not None:
+        env.update(JAX_COMPILATION_CACHE_DIR=str(cache),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     flags = [f for f in env.get("XLA_FLAGS", "").split()
              if not f.startswith("--xla_force_host_platform_device_count")]
     flags.append(f"--xla_force_host_platform_device_count={devices or jax.device_count()}")
@@ -231,8 +289,8 @@ def run_env(devices: int | None = None) -> dict[str, str]:
     return env
 
 
-def start(command, devices: int | None = None) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=REPO, env=run_env(devices), text=True,
+def start(command, cache: Path, devices: int | None = None) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=REPO, env=run_env(devices, cache), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -255,33 +313,45 @@ def finish(process: subprocess.Popen) -> str:
     return out
 
 
-def restore_params(workdir: Path, step: int) -> list[np.ndarray]:
-    """The parameters of a checkpoint, whatever device layout wrote it, on one device here."""
+def restore_state(workdir: Path, step: int) -> dict:
+    """A checkpointed training state as numpy, whatever device layout wrote it (PRNG keys as
+    their raw data)."""
     path = workdir / "checkpoints" / str(step) / "state"
     checkpointer = ocp.StandardCheckpointer()
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                           checkpointer.metadata(path).item_metadata.tree)
-    return [np.asarray(p) for p in jax.tree.leaves(checkpointer.restore(path, target)["params"])]
+
+    def to_numpy(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        return np.asarray(leaf)
+
+    return jax.tree.map(to_numpy, checkpointer.restore(path, target))
 
 
-def test_sigterm_sigkill_resume_exactly_and_eight_devices_agree(data_dir, reference, tmp_path):
+def restore_params(workdir: Path, step: int) -> list[np.ndarray]:
+    return jax.tree.leaves(restore_state(workdir, step)["params"])
+
+
+def test_sigterm_sigkill_resume_exactly_and_eight_devices_agree(data_dir, reference, tmp_path,
+                                                                compile_cache):
     """A run stopped by SIGTERM (clean exit 0), restarted and killed by SIGKILL, then finished,
     ends bit-identical to an uninterrupted run; a run on 8 simulated CPU devices agrees with
     it to float tolerance."""
     fields = run_fields(data_dir)
     total = 2 * 37
     eight, interrupted = tmp_path / "eight", tmp_path / "interrupted"
-    eight_run = start(main_command(eight, fields), devices=8)
+    eight_run = start(main_command(eight, fields), compile_cache, devices=8)
 
-    run = start(main_command(interrupted, fields))
+    run = start(main_command(interrupted, fields), compile_cache)
     wait_for_checkpoint_after(interrupted, 0, run)
     run.send_signal(signal.SIGTERM)
     assert "Preempted (SIGTERM): checkpoint saved at step" in finish(run)
     stopped_at = max(checkpoint_steps(interrupted))
     assert 0 < stopped_at < total and not (interrupted / "results.json").exists()
 
-    run = start(main_command(interrupted, fields))
+    run = start(main_command(interrupted, fields), compile_cache)
     killed_after = wait_for_checkpoint_after(interrupted, stopped_at, run)
     run.kill()
     run.wait()

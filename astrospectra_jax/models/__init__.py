@@ -70,8 +70,11 @@ def is_line_model(name: str) -> bool:
 def create(name: str, *, num_classes: int = 3, input_size: int | None = None,
            dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Module:
     """Builds model ``name`` for ``input_size`` (default: its first supported size, 28 for
-    images and 721 for line vectors). ``rngs`` needs a "params" stream (or a default one)
-    and, for models with dropout, a "dropout" stream."""
+    images and 721 for line vectors). ``rngs`` supplies the "params" and "dropout" streams
+    (``nnx.Rngs(0)``'s default stream serves both).
+
+    Initialisation runs eagerly: JAX compiles one small random-number program per parameter
+    shape, which on CPU takes seconds for the larger models (GoogLeNet the most)."""
     constructor, sizes = _entry(name)
     if input_size is None:
         input_size = sizes[0]
