@@ -372,7 +372,7 @@ def evaluate(data: _Data, eval_batch, state) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- the loop
 
-class _PermutationCache:
+class EpochPermutations:
     """``epoch_permutations`` for the epoch of a step, recomputed only when the epoch changes."""
 
     def __init__(self, epoch_permutations, steps_per_epoch: int):
@@ -463,7 +463,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         compile_start = time.time()
         end_arg = np.int32(0)
         if data.train is not None:
-            permutations = _PermutationCache(steps["epoch_permutations"], steps_per_epoch)
+            permutations = EpochPermutations(steps["epoch_permutations"], steps_per_epoch)
             train_chunk = steps["device_chunk"].lower(
                 state, *data.train, permutations(start_step), end_arg).compile()
             eval_fn = steps["eval_batch"].lower(state, *data.test, end_arg).compile()

@@ -54,7 +54,9 @@ def measure(name: str, args, data_dir: str) -> dict:
 
     resident = (input_pipeline.put_replicated(features, mesh),
                 input_pipeline.put_replicated(labels, mesh))
-    device_chunk = steps["device_chunk"].lower(state, *resident, FOREVER).compile()
+    permutations = train.EpochPermutations(steps["epoch_permutations"], steps_per_epoch)
+    device_chunk = steps["device_chunk"].lower(state, *resident, permutations(0),
+                                               FOREVER).compile()
 
     feature_key = "image" if spec.kind == "image" else "spectrum"
     batches = input_pipeline.tfdata_train_batches(
@@ -70,11 +72,13 @@ def measure(name: str, args, data_dir: str) -> dict:
     example = next_chunk()
     stream_chunk = steps["stream_chunk"].lower(state, *example, FOREVER).compile()
     states = {"device": state, "tfdata": jax.tree.map(lambda a: a.copy(), state)}
+    device_step = [0]
 
     def run_device(n: int) -> None:
         state, out = states["device"], None
         for _ in range(n // chunk):
-            state, out = device_chunk(state, *resident, FOREVER)
+            state, out = device_chunk(state, *resident, permutations(device_step[0]), FOREVER)
+            device_step[0] += chunk
         jax.block_until_ready((state, out))
         states["device"] = state
 

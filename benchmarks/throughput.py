@@ -135,19 +135,24 @@ def jax_runner(config, features: np.ndarray, labels: np.ndarray, *, mesh=None,
         features[:n_eval], labels[:n_eval], batch_size))
     num_eval_batches = test[1].shape[0] // batch_size
 
+    # As in train_and_evaluate: each epoch's data order is computed once, outside the chunk
+    # (its cost is part of the timed steps).
+    permutations = train.EpochPermutations(steps["epoch_permutations"], steps_per_epoch)
     began = time.perf_counter()
-    train_chunk = steps["device_chunk"].lower(state, *train_data, FOREVER).compile()
+    train_chunk = steps["device_chunk"].lower(state, *train_data, permutations(0),
+                                              FOREVER).compile()
     eval_step = steps["eval_batch"].lower(state, *test, np.int32(0)).compile()
     compile_s = time.perf_counter() - began
     flops = cost_flops(train_chunk)
-    holder = {"state": state}
+    holder = {"state": state, "step": 0}
 
     def run_train(n: int) -> None:
-        state, out = holder["state"], None
+        state, out, step = holder["state"], None, holder["step"]
         for _ in range(math.ceil(n / chunk)):
-            state, out = train_chunk(state, *train_data, FOREVER)
+            state, out = train_chunk(state, *train_data, permutations(step), FOREVER)
+            step += chunk
         jax.block_until_ready((state, out))
-        holder["state"] = state
+        holder["state"], holder["step"] = state, step
 
     def run_eval(n: int) -> None:
         outs = [eval_step(holder["state"], *test, np.int32(i % num_eval_batches))
