@@ -1,0 +1,122 @@
+"""A drop-in ``lax.conv_general_dilated`` whose weight gradient is fast on XLA:CPU.
+
+XLA:CPU lowers the weight gradient of a convolution to an Eigen convolution whose "kernel" is
+the whole feature map, a shape Eigen handles poorly: for a 3x3, 64->64 convolution on a batch
+of 128 28x28 maps it took 8x as long as the forward pass (1.0 s against 0.12 s on this 2-core
+machine; benchmarks/conv_grad.py measures it). Written as one matrix product per kernel tap,
+``dW[tap] = patches(x, tap)^T @ dY``, the same gradient takes a fifth of that. The forward pass
+and the input gradient stay XLA's own. Other backends (GPU, TPU) and unusual convolutions
+(dilation, batch grouping, non-channels-last layouts) go to ``lax.conv_general_dilated``
+unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+_MIN_IN_FEATURES = 16
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None,
+                         **kwargs):
+    """``lax.conv_general_dilated`` (same signature, as ``nnx.Conv`` calls it)."""
+    spatial = lhs.ndim - 2
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2], window_strides, padding)
+    plain = (jax.default_backend() == "cpu"
+             and _is_channels_last(dimension_numbers, lhs.ndim)
+             and all(d == 1 for d in (lhs_dilation or (1,) * spatial))
+             and all(d == 1 for d in (rhs_dilation or (1,) * spatial))
+             and batch_group_count == 1 and preferred_element_type is None
+             # Grouped (depthwise) and few-channel convolutions (the 1-channel stems): XLA's
+             # own gradient is as fast or faster there.
+             and feature_group_count == 1 and lhs.shape[-1] >= _MIN_IN_FEATURES
+             and kwargs.get("out_sharding") is None and all(lo >= 0 and hi >= 0
+                                                            for lo, hi in padding))
+    if not plain:
+        return lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count, precision=precision,
+            preferred_element_type=preferred_element_type, **kwargs)
+    return _conv(lhs, rhs, tuple(window_strides), tuple(tuple(p) for p in padding),
+                 feature_group_count, precision)
+
+
+def _is_channels_last(dimension_numbers, ndim: int) -> bool:
+    """NHWC / HWIO / NHWC (or the 1-D and 3-D analogues): what ``nnx.Conv`` passes."""
+    if dimension_numbers is None:
+        return False
+    dn = lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, dimension_numbers)
+    spatial = tuple(range(1, ndim - 1))
+    return (dn.lhs_spec == (0, ndim - 1, *spatial)
+            and dn.rhs_spec == (ndim - 1, ndim - 2, *range(ndim - 2))
+            and dn.out_spec == (0, ndim - 1, *spatial))
+
+
+def _dimension_numbers(ndim: int) -> lax.ConvDimensionNumbers:
+    spatial = tuple(range(1, ndim - 1))
+    return lax.ConvDimensionNumbers((0, ndim - 1, *spatial), (ndim - 1, ndim - 2,
+                                                              *range(ndim - 2)),
+                                    (0, ndim - 1, *spatial))
+
+
+def _lax_conv(x, w, strides, padding, groups, precision):
+    return lax.conv_general_dilated(x, w, strides, padding,
+                                    dimension_numbers=_dimension_numbers(x.ndim),
+                                    feature_group_count=groups, precision=precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv(x, w, strides, padding, groups, precision):
+    return _lax_conv(x, w, strides, padding, groups, precision)
+
+
+def _conv_fwd(x, w, strides, padding, groups, precision):
+    return _lax_conv(x, w, strides, padding, groups, precision), (x, w)
+
+
+def _conv_bwd(strides, padding, groups, precision, residuals, g):
+    x, w = residuals
+    _, input_vjp = jax.vjp(lambda x: _lax_conv(x, w, strides, padding, groups, precision), x)
+    (dx,) = input_vjp(g)
+    return dx, weight_gradient(x, g, w.shape, strides, padding, groups).astype(w.dtype)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def weight_gradient(x, g, kernel_shape, strides, padding, groups: int = 1):
+    """dL/dW of a channels-last convolution, one matrix product per kernel tap.
+
+    x: (B, *spatial, C_in) input, g: (B, *out_spatial, C_out) output gradient; returns
+    ``kernel_shape`` = (*taps, C_in // groups, C_out), accumulated in float32.
+    """
+    *taps, in_per_group, out_features = kernel_shape
+    xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    out_sizes = g.shape[1:-1]
+    rows = g.size // out_features
+    g2 = g.reshape(rows, out_features)
+    out_per_group = out_features // groups
+    grads = []
+    for offset in itertools.product(*(range(k) for k in taps)):
+        limit = (xp.shape[0], *(o + s * (n - 1) + 1 for o, s, n in zip(offset, strides,
+                                                                        out_sizes)),
+                 xp.shape[-1])
+        window = lax.slice(xp, (0, *offset, 0), limit, (1, *strides, 1)).reshape(rows, -1)
+        if groups == 1:
+            grads.append(lax.dot_general(window, g2, (((0,), (0,)), ((), ())),
+                                         preferred_element_type=jnp.float32))
+        else:
+            grads.append(jnp.einsum(
+                "ngi,ngo->igo", window.reshape(rows, groups, in_per_group),
+                g2.reshape(rows, groups, out_per_group),
+                preferred_element_type=jnp.float32).reshape(in_per_group, out_features))
+    return jnp.stack(grads).reshape(kernel_shape)

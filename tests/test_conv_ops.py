@@ -1,0 +1,68 @@
+"""The CPU-fast convolution gradient and max pool agree with XLA's own."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from astrospectra_jax.models import conv, layers
+
+
+def _grads(conv_fn, x, w, strides, padding, groups, dn):
+    def loss(x, w):
+        y = conv_fn(x, w, strides, padding, dimension_numbers=dn, feature_group_count=groups)
+        return jnp.sum(jnp.sin(y))
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,strides,padding,groups", [
+    ((4, 12, 12, 16), (3, 3, 16, 8), (1, 1), ((1, 1), (1, 1)), 1),
+    ((4, 13, 11, 16), (3, 3, 16, 8), (2, 2), ((1, 1), (1, 1)), 1),
+    ((3, 9, 9, 16), (5, 5, 16, 4), (1, 2), ((0, 2), (2, 1)), 1),
+    ((4, 8, 8, 32), (1, 1, 32, 8), (1, 1), ((0, 0), (0, 0)), 1),
+    ((4, 8, 8, 32), (3, 3, 1, 32), (1, 1), ((1, 1), (1, 1)), 32),
+    ((2, 40, 16), (7, 16, 8), (2,), ((3, 3),), 1),
+])
+def test_weight_and_input_gradients_match_lax(x_shape, w_shape, strides, padding, groups):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(x_shape, dtype=np.float32))
+    w = jnp.asarray(rng.standard_normal(w_shape, dtype=np.float32))
+    dn = ("NWC", "WIO", "NWC") if len(x_shape) == 3 else ("NHWC", "HWIO", "NHWC")
+    expected = _grads(jax.lax.conv_general_dilated, x, w, strides, padding, groups, dn)
+    got = _grads(conv.conv_general_dilated, x, w, strides, padding, groups, dn)
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * float(jnp.abs(e).max()))
+
+
+def test_weight_gradient_direct():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 6, 6, 3), dtype=np.float32))
+    g = jnp.asarray(rng.standard_normal((2, 6, 6, 5), dtype=np.float32))
+    w = jnp.zeros((3, 3, 3, 5))
+    _, vjp = jax.vjp(lambda w: jax.lax.conv_general_dilated(
+        x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")), w)
+    np.testing.assert_allclose(conv.weight_gradient(x, g, w.shape, (1, 1), ((1, 1), (1, 1))),
+                               vjp(g)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("window,stride,padding,ceil_mode,size", [
+    (2, 2, 0, False, 8), (3, 2, 1, False, 9), (3, 1, 1, False, 7), (3, 2, 0, True, 14),
+    (2, 2, 0, True, 7)])
+def test_max_pool_matches_reduce_window_with_ties(window, stride, padding, ceil_mode, size):
+    rng = np.random.default_rng(2)
+    # Integer values make ties common: the gradient must go to the same element.
+    x = jnp.asarray(rng.integers(0, 3, (2, size, size, 3)).astype(np.float32))
+    pads = tuple(layers._pool_padding(size, window, stride, padding, ceil_mode)
+                 for _ in range(2))
+
+    def reference(x):
+        return nnx.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
+
+    def ours(x):
+        return layers.max_pool(x, window, stride, padding, ceil_mode)
+
+    np.testing.assert_array_equal(ours(x), reference(x))
+    cot = jnp.asarray(rng.standard_normal(reference(x).shape, dtype=np.float32))
+    grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * cot))(x)  # noqa: E731
+    np.testing.assert_allclose(grad(ours), grad(reference), rtol=1e-6)
