@@ -248,6 +248,14 @@ def measure(name: str, size: int, args) -> dict:
     else:
         features, labels = random_split(spec, max(args.num_examples, 2 * batch_size))
     runners = {"jax": jax_runner(config, features, labels)}
+    if args.xla_reference and jax.default_backend() == "cpu":
+        # The same step compiled without the project's CPU paths (models/conv.py): XLA's own
+        # convolution gradients and max pool. The switch is read while tracing.
+        os.environ["ASTROSPECTRA_CPU_FAST_PATHS"] = "0"
+        try:
+            runners["xla"] = jax_runner(config, features, labels)
+        finally:
+            del os.environ["ASTROSPECTRA_CPU_FAST_PATHS"]
     if not args.no_torch:
         runners["torch"] = torch_runner(name, size, batch_size, args.dtype, features, labels,
                                         spec.num_classes)
@@ -286,6 +294,9 @@ def measure(name: str, size: int, args) -> dict:
             row[f"jax_{phase}_flops_per_step"] = flops
             row[f"jax_{phase}_achieved_flops"] = achieved
             row[f"jax_{phase}_peak_fraction"] = achieved / peak if peak else None
+        if "xla" in runners:
+            row[f"{phase}_cpu_paths_gain"] = (row[f"jax_{phase}_examples_per_s"] /
+                                              row[f"xla_{phase}_examples_per_s"])
         if "torch" in runners:
             row[f"{phase}_ratio"] = (row[f"jax_{phase}_examples_per_s"] /
                                      row[f"torch_{phase}_examples_per_s"])
@@ -321,15 +332,18 @@ def format_table(rows: list[dict], phases=("train", "eval")) -> str:
         return f"{value:.0f}"
 
     header = ["model", "size", "batch"]
+    with_xla = any("train_cpu_paths_gain" in row for row in rows)
     for phase in phases:
         header += [f"{phase} jax ex/s", f"{phase} torch ex/s", f"{phase} jax/torch",
                    f"{phase} FLOP/s", f"{phase} %peak"]
+        if with_xla:
+            header += [f"{phase} XLA-only ex/s", f"{phase} gain"]
     lines = [header]
     for row in rows:
         line = [row["model"], str(row["input_size"]), str(row["batch_size"])]
         for phase in phases:
             if f"jax_{phase}_examples_per_s" not in row:
-                line += ["-"] * 5
+                line += ["-"] * (7 if with_xla else 5)
                 continue
             torch_rate = row.get(f"torch_{phase}_examples_per_s")
             ratio = row.get(f"{phase}_ratio")
@@ -339,6 +353,10 @@ def format_table(rows: list[dict], phases=("train", "eval")) -> str:
                      f"{ratio:.2f}x" if ratio else "-",
                      si(row.get(f"jax_{phase}_achieved_flops")),
                      f"{100 * fraction:.1f}%" if fraction else "n/a"]
+            if with_xla:
+                gain = row.get(f"{phase}_cpu_paths_gain")
+                xla_rate = row.get(f"xla_{phase}_examples_per_s")
+                line += [f"{xla_rate:.0f}" if xla_rate else "-", f"{gain:.2f}x" if gain else "-"]
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |" for line in lines]
@@ -369,6 +387,9 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--no-eval", dest="eval", action="store_false")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--xla-reference", action="store_true",
+                        help="CPU: also time the step without the project's CPU convolution "
+                             "and pooling paths (XLA's own), interleaved")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     return parser.parse_args(argv)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,13 @@ from jax import lax
 
 
 _MIN_IN_FEATURES = 16
+
+
+def cpu_fast_paths() -> bool:
+    """Whether this module's CPU paths (and ``layers.max_pool``'s) are used: on the CPU
+    backend, unless ``ASTROSPECTRA_CPU_FAST_PATHS=0`` (to measure XLA's own against them)."""
+    return (jax.default_backend() == "cpu"
+            and os.environ.get("ASTROSPECTRA_CPU_FAST_PATHS", "1") != "0")
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
@@ -31,7 +39,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     spatial = lhs.ndim - 2
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2], window_strides, padding)
-    plain = (jax.default_backend() == "cpu"
+    plain = (cpu_fast_paths()
              and _is_channels_last(dimension_numbers, lhs.ndim)
              and all(d == 1 for d in (lhs_dilation or (1,) * spatial))
              and all(d == 1 for d in (rhs_dilation or (1,) * spatial))
