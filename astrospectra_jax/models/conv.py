@@ -119,7 +119,8 @@ def weight_gradient(x, g, w, strides, padding, groups: int = 1, precision=None):
     xs = x.reshape(slices, batch // slices, *x.shape[1:])
     gs = g.reshape(slices, batch // slices, *g.shape[1:])
     total = jnp.zeros(w.shape, jnp.float32)
-    for i in range(slices):
-        _, vjp = jax.vjp(lambda w: _lax_conv(xs[i], w, strides, padding, groups, precision), w)
-        total = total + vjp(gs[i])[0].astype(jnp.float32)
+    for x_slice, g_slice in zip(xs, gs):
+        _, vjp = jax.vjp(
+            lambda w, x=x_slice: _lax_conv(x, w, strides, padding, groups, precision), w)
+        total = total + vjp(g_slice)[0].astype(jnp.float32)
     return total
