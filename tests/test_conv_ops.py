@@ -23,12 +23,22 @@ def _grads(conv_fn, x, w, strides, padding, groups, dn):
     ((4, 8, 8, 32), (1, 1, 32, 8), (1, 1), ((0, 0), (0, 0)), 1),
     ((4, 8, 8, 32), (3, 3, 1, 32), (1, 1), ((1, 1), (1, 1)), 32),
     ((2, 40, 16), (7, 16, 8), (2,), ((3, 3),), 1),
+    # Maps of at most 2x2 output pixels: the explicit-patches path.
+    ((4, 2, 2, 16), (3, 3, 16, 8), (1, 1), ((1, 1), (1, 1)), 1),
+    ((3, 1, 1, 8), (3, 3, 8, 4), (1, 1), ((1, 1), (1, 1)), 1),
+    ((2, 4, 3, 16), (3, 3, 16, 8), (2, 2), ((1, 0), (1, 1)), 1),
+    ((2, 3, 4), (5, 4, 8), (2,), ((2, 1),), 1),
 ])
 def test_weight_and_input_gradients_match_lax(x_shape, w_shape, strides, padding, groups):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal(x_shape, dtype=np.float32))
     w = jnp.asarray(rng.standard_normal(w_shape, dtype=np.float32))
     dn = ("NWC", "WIO", "NWC") if len(x_shape) == 3 else ("NHWC", "HWIO", "NHWC")
+    np.testing.assert_allclose(
+        conv.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn,
+                                  feature_group_count=groups),
+        jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn,
+                                     feature_group_count=groups), rtol=1e-4, atol=1e-4)
     expected = _grads(jax.lax.conv_general_dilated, x, w, strides, padding, groups, dn)
     got = _grads(conv.conv_general_dilated, x, w, strides, padding, groups, dn)
     for e, g in zip(expected, got):
