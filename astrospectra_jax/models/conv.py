@@ -1,13 +1,17 @@
-"""A drop-in ``lax.conv_general_dilated`` whose weight gradient is fast on XLA:CPU.
+"""A drop-in ``lax.conv_general_dilated`` with three paths that are faster on XLA:CPU.
 
-XLA:CPU lowers the weight gradient of a convolution to an Eigen convolution whose "kernel" is
-the whole output-gradient map of the batch, a shape Eigen handles poorly: for a 3x3, 64->64
-convolution on a batch of 128 28x28 maps it took 150-200 ms against 41 ms for the forward pass
-(2-core CPU). The same gradient summed over slices of the batch (here 16 slices of 8 examples)
-took 60-77 ms; one matrix product per kernel tap, an earlier version, 160 ms. The forward pass
-and the input gradient stay XLA's own. Other backends (GPU, TPU) and unusual convolutions
-(dilation, batch grouping, depthwise, few input channels, non-channels-last layouts) go to
-``lax.conv_general_dilated`` unchanged.
+- Weight gradient. XLA:CPU lowers it to an Eigen convolution whose "kernel" is the whole
+  output-gradient map of the batch, a shape Eigen handles poorly: for a 3x3, 64->64 convolution
+  on a batch of 128 28x28 maps it took 150-200 ms against 41 ms for the forward pass (2-core
+  CPU). The same gradient summed over slices of the batch (here 16 slices of 8 examples) took
+  60-77 ms; one matrix product per kernel tap, an earlier version, 160 ms. The forward pass and
+  the input gradient stay XLA's own (``_conv``, ``weight_gradient``).
+- Output maps of at most 2x2: explicit patches times the kernel (``_patches_conv``).
+- Depthwise convolutions: a sum of shifted, scaled inputs (``_depthwise_taps_conv``).
+
+Other backends (GPU, TPU) and other convolutions (dilation, batch grouping, grouped but not
+depthwise, few input channels, non-channels-last layouts) go to ``lax.conv_general_dilated``
+unchanged.
 """
 
 from __future__ import annotations
