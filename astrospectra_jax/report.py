@@ -170,6 +170,7 @@ class ClassicalResult:
     dataset: str
     synthetic: bool
     rows: list[dict]
+    setup: dict = dataclasses.field(default_factory=dict)  # n_train, train_subsample, budget
 
 
 def _float(text: str | None) -> float | None:
@@ -179,8 +180,12 @@ def _float(text: str | None) -> float | None:
         return None
 
 
-def _classical_dataset(workdir: Path) -> tuple[str | None, bool | None]:
-    """The dataset of a classical grid: from its stored records, else its Markdown title."""
+_CLASSICAL_SETUP_KEYS = ("n_train", "n_test", "train_subsample", "time_budget_s")
+
+
+def _classical_dataset(workdir: Path) -> tuple[str | None, bool | None, dict]:
+    """The dataset of a classical grid and its training setup (train/test sizes, subsample,
+    time budget): from its stored records, else the dataset alone from its Markdown title."""
     store = workdir / CLASSICAL_STORE
     if store.is_dir():
         for path in sorted(store.glob("*.json")):
@@ -189,13 +194,14 @@ def _classical_dataset(workdir: Path) -> tuple[str | None, bool | None]:
             except (OSError, ValueError):
                 continue
             if record.get("dataset"):
-                return record["dataset"], record.get("synthetic")
+                setup = {k: record[k] for k in _CLASSICAL_SETUP_KEYS if k in record}
+                return record["dataset"], record.get("synthetic"), setup
     try:
         title = (workdir / CLASSICAL_MD).read_text().splitlines()[0]
     except (OSError, IndexError):
-        return None, None
+        return None, None, {}
     match = re.match(r"^# Classical grid .* on (\S+)\s*$", title)
-    return (match[1], None) if match else (None, None)
+    return (match[1], None, {}) if match else (None, None, {})
 
 
 def find_classical(runs_dir: Path) -> tuple[list[ClassicalResult], list[str]]:
@@ -203,7 +209,7 @@ def find_classical(runs_dir: Path) -> tuple[list[ClassicalResult], list[str]]:
     for path in sorted(Path(runs_dir).rglob(CLASSICAL_CSV)):
         if _skip(path.relative_to(runs_dir)):
             continue
-        dataset, flag = _classical_dataset(path.parent)
+        dataset, flag, setup = _classical_dataset(path.parent)
         if dataset is None:
             problems.append(f"`{path}`: cannot tell its dataset (no {CLASSICAL_STORE}/ records "
                             f"and no readable {CLASSICAL_MD} title)")
@@ -223,7 +229,8 @@ def find_classical(runs_dir: Path) -> tuple[list[ClassicalResult], list[str]]:
                 if key in row:
                     row[key] = _float(row[key])
             rows.append(row)
-        results.append(ClassicalResult(path.parent, dataset, is_synthetic(dataset, flag), rows))
+        results.append(ClassicalResult(path.parent, dataset, is_synthetic(dataset, flag), rows,
+                                       setup))
     return results, problems
 
 
@@ -494,7 +501,21 @@ def _classical_summary(result: ClassicalResult) -> dict:
             "status": dict(status),
             "mean_difference": float(np.mean(diffs)) if diffs else None,
             "median_difference": float(np.median(diffs)) if diffs else None,
-            "ours_higher": int(sum(d > 0 for d in diffs)), "compared": len(diffs)}
+            "ours_higher": int(sum(d > 0 for d in diffs)), "compared": len(diffs),
+            **result.setup}
+
+
+def _classical_setup_text(setup: dict) -> str:
+    """'trained on 2000 examples (stratified subsample); budget 120 s per configuration'."""
+    parts = []
+    if setup.get("n_train"):
+        subsampled = setup.get("train_subsample", 0) > 0
+        parts.append(f"trained on {setup['n_train']} examples"
+                     + (" (a stratified subsample of the training split: NOT the paper's "
+                        "full-split setting)" if subsampled else " (the full training split)"))
+    if setup.get("time_budget_s"):
+        parts.append(f"time budget {setup['time_budget_s']:g} s per configuration")
+    return "; ".join(parts)
 
 
 def _best_per_classifier(rows: Sequence[dict]) -> dict[str, tuple[float | None, float | None]]:
@@ -535,7 +556,8 @@ def _classical_table(report: _Report, table: str, results: list[ClassicalResult]
         if s["compared"]:
             text += (f"; ours − paper over {s['compared']}: mean {s['mean_difference']:+.3f}, "
                      f"median {s['median_difference']:+.3f}, ours higher in {s['ours_higher']}")
-        report.add(text + f"; from `{result.workdir}`")
+        setup = _classical_setup_text(result.setup)
+        report.add(text + (f"; {setup}" if setup else "") + f"; from `{result.workdir}`")
     report.add("")
 
     best = [_best_per_classifier(r.rows) for r in results]

@@ -18,6 +18,7 @@ MINI = "astrospectra_mnist/v2_synthetic_mini"
 TINY = ["num_epochs=1", "max_steps=4", "batch_size=32", "steps_per_call=2",
         "log_every_steps=2", "eval_every_epochs=0"]
 CLASSICAL_ROWS = (0, 24)  # a decision tree and Gaussian naive Bayes: fast
+CLASSICAL_TRAIN = 150  # a subsample, which the report must say
 BANNER = "# ⚠️ SYNTHETIC DATA ⚠️"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -45,6 +46,7 @@ def runs(tmp_path_factory) -> dict:
     config = classical.base_config()
     config.dataset, config.data_dir = MINI, data_dir
     config.rows, config.n_jobs, config.time_budget_s = CLASSICAL_ROWS, 1, 0.0
+    config.train_subsample = CLASSICAL_TRAIN
     classical.run(config, str(runs_dir / "classical_v2_mini"))
     return {"dir": runs_dir, "data_dir": data_dir,
             "deep": [lenet, copy, planned[1].workdir]}
@@ -85,6 +87,8 @@ def test_report_renders_every_section_from_real_runs(runs, tmp_path):
         key = paper.params_key(rows[index]["classifier"], rows[index]["params"])
         assert re.search(rf"\| {index} \| {rows[index]['classifier']} \| .* \| "
                          rf"{table[key]:.3f} \| [+-]\d\.\d{{3}} \| ok \|", md)
+
+    assert f"trained on {CLASSICAL_TRAIN} examples (a stratified subsample" in md
 
     for name in ("F", "G", "K"):
         assert re.search(rf"\| LeNet \(28\) \| {name} \| \d\.\d{{3}} ± ", md)
