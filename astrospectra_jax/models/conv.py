@@ -62,9 +62,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
             and rhs.shape[-2:] == (1, feature_group_count)):
         return _depthwise_taps_conv(lhs, rhs, strides, padding)
     if simple and feature_group_count == 1:
-        out_sizes = [(n + lo + hi - k) // s + 1 for n, (lo, hi), k, s in
-                     zip(lhs.shape[1:-1], padding, rhs.shape[:-2], strides)]
-        if max(out_sizes) <= _SMALL_MAP:
+        if max(_out_sizes(lhs.shape[1:-1], rhs.shape[:-2], strides, padding)) <= _SMALL_MAP:
             return _patches_conv(lhs, rhs, strides, padding, precision)
         # Few input channels (the 1-channel stems): XLA's own gradient is as fast or faster.
         if lhs.shape[-1] >= _MIN_IN_FEATURES:
@@ -75,10 +73,16 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         preferred_element_type=preferred_element_type, **kwargs)
 
 
+def _out_sizes(in_sizes, taps, strides, padding):
+    """Output pixels per spatial axis of an undilated convolution."""
+    return [(n + lo + hi - k) // s + 1 for n, k, s, (lo, hi) in zip(in_sizes, taps, strides,
+                                                                     padding)]
+
+
 def _tap_slices(x, taps, strides, padding):
     """For each kernel tap (row-major), the strided slice of the padded input it multiplies."""
+    out_sizes = _out_sizes(x.shape[1:-1], taps, strides, padding)
     xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-    out_sizes = [(n - k) // s + 1 for n, k, s in zip(xp.shape[1:-1], taps, strides)]
     for offset in itertools.product(*(range(k) for k in taps)):
         limit = (xp.shape[0], *(o + s * (n - 1) + 1 for o, s, n in zip(offset, strides,
                                                                         out_sizes)),
