@@ -20,9 +20,13 @@ def _grads(conv_fn, x, w, strides, padding, groups, dn):
     ((4, 12, 12, 16), (3, 3, 16, 8), (1, 1), ((1, 1), (1, 1)), 1),
     ((4, 13, 11, 16), (3, 3, 16, 8), (2, 2), ((1, 1), (1, 1)), 1),
     ((3, 9, 9, 16), (5, 5, 16, 4), (1, 2), ((0, 2), (2, 1)), 1),
-    ((4, 8, 8, 32), (1, 1, 32, 8), (1, 1), ((0, 0), (0, 0)), 1),
+    ((4, 8, 8, 32), (1, 1, 32, 8), (1, 1), ((0, 0), (0, 0)), 1),  # 1x1: a channel matmul
+    ((4, 9, 9, 16), (1, 1, 16, 8), (2, 2), ((0, 0), (0, 0)), 1),
+    ((3, 10, 10, 1), (3, 3, 1, 32), (1, 1), ((1, 1), (1, 1)), 1),  # stem: explicit patches
+    ((2, 11, 9, 2), (5, 5, 2, 32), (2, 1), ((2, 2), (1, 2)), 1),
     ((4, 8, 8, 32), (3, 3, 1, 32), (1, 1), ((1, 1), (1, 1)), 32),  # depthwise: as taps
     ((3, 9, 8, 24), (3, 3, 1, 24), (2, 2), ((1, 1), (0, 1)), 24),
+    ((2, 10, 9, 16), (5, 5, 1, 16), (1, 2), ((2, 2), (2, 1)), 16),
     ((4, 8, 8, 32), (3, 3, 4, 32), (1, 1), ((1, 1), (1, 1)), 8),  # grouped: XLA's own
     ((2, 40, 16), (7, 16, 8), (2,), ((3, 3),), 1),
     # Maps of at most 2x2 output pixels: the explicit-patches path.
@@ -79,3 +83,18 @@ def test_max_pool_matches_reduce_window_with_ties(window, stride, padding, ceil_
     cot = jnp.asarray(rng.standard_normal(reference(x).shape, dtype=np.float32))
     grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * cot))(x)  # noqa: E731
     np.testing.assert_allclose(grad(ours), grad(reference), rtol=1e-6)
+
+
+@pytest.mark.parametrize("chunk_examples", [1, 2, 3])
+def test_depthwise_weight_gradient_over_batch_chunks(monkeypatch, chunk_examples):
+    """The depthwise filter gradient summed over chunks of the batch (a scan) equals XLA's."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((6, 7, 7, 8), dtype=np.float32))
+    w = jnp.asarray(rng.standard_normal((3, 3, 1, 8), dtype=np.float32))
+    monkeypatch.setattr(conv, "_CHUNK_BYTES", chunk_examples * 7 * 7 * 8 * 4)
+    dn = ("NHWC", "HWIO", "NHWC")
+    args = ((2, 2), ((1, 1), (1, 1)), 8, dn)
+    expected = _grads(jax.lax.conv_general_dilated, x, w, *args)
+    got = _grads(conv.conv_general_dilated, x, w, *args)
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * float(jnp.abs(e).max()))

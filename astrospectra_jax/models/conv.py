@@ -33,6 +33,12 @@ _SLICE_POSITIONS = 2048
 _MAX_SLICES = 16
 # Output maps this small (pixels a side) are convolved as explicit patches (_patches_conv).
 _SMALL_MAP = 2
+# Stems (few input channels, at least this many output channels, at most _MAX_STEM_PATCH
+# values per patch) also go to _patches_conv.
+_MIN_STEM_OUT_FEATURES = 32
+_MAX_STEM_PATCH = 64
+# Bytes of input per batch chunk of the depthwise weight gradient: fits in a core's L2 cache.
+_CHUNK_BYTES = 512 * 1024
 
 
 def cpu_fast_paths() -> bool:
@@ -60,9 +66,13 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     strides, padding = tuple(window_strides), tuple(tuple(p) for p in padding)
     if (simple and feature_group_count > 1 and feature_group_count == lhs.shape[-1]
             and rhs.shape[-2:] == (1, feature_group_count)):
-        return _depthwise_taps_conv(lhs, rhs, strides, padding)
+        return _depthwise_conv(lhs, rhs, strides, padding)
     if simple and feature_group_count == 1:
-        if max(_out_sizes(lhs.shape[1:-1], rhs.shape[:-2], strides, padding)) <= _SMALL_MAP:
+        if all(k == 1 for k in rhs.shape[:-2]) and all(p == (0, 0) for p in padding):
+            return _pointwise_conv(lhs, rhs, strides, precision)
+        if (max(_out_sizes(lhs.shape[1:-1], rhs.shape[:-2], strides, padding)) <= _SMALL_MAP
+                or (math.prod(rhs.shape[:-1]) <= _MAX_STEM_PATCH
+                    and rhs.shape[-1] >= _MIN_STEM_OUT_FEATURES)):
             return _patches_conv(lhs, rhs, strides, padding, precision)
         # Few input channels (the 1-channel stems): XLA's own gradient is as fast or faster.
         if lhs.shape[-1] >= _MIN_IN_FEATURES:
@@ -90,13 +100,108 @@ def _tap_slices(x, taps, strides, padding):
         yield lax.slice(xp, (0, *offset, 0), limit, (1, *strides, 1))
 
 
-def _depthwise_taps_conv(x, w, strides, padding):
-    """A depthwise convolution (one filter per channel) as a sum of shifted, scaled inputs.
+def _pointwise_conv(x, w, strides, precision):
+    """A 1x1 convolution as a matrix product over channels (after the stride's subsampling).
+
+    XLA:CPU's convolution is slow for these: MobileNetV2's 144 -> 24 projection on a batch of
+    128 28x28 maps took 39 ms forward and 147 ms with its gradients, as a product 6 and 17 ms.
+    """
+    if any(s > 1 for s in strides):
+        x = lax.slice(x, (0,) * x.ndim, x.shape, (1, *strides, 1))
+    return _channel_matmul(x, w.reshape(w.shape[-2:]), precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _channel_matmul(x, w, precision):
+    """x (..., C_in) times w (C_in, C_out), with the weight gradient as one product of the
+    flattened input's transpose with the flattened output gradient.
+
+    Left to autodiff, XLA:CPU transposes the whole output gradient in memory first and then
+    takes a slower product: the gradients of a 24 -> 144 1x1 convolution on a batch of 128
+    28x28 maps took 244 ms that way, 102 ms this way.
+    """
+    return jnp.einsum("...c,co->...o", x, w, precision=precision)
+
+
+def _channel_matmul_fwd(x, w, precision):
+    return _channel_matmul(x, w, precision), (x, w)
+
+
+def _channel_matmul_bwd(precision, residuals, g):
+    x, w = residuals
+    dx = jnp.einsum("...o,co->...c", g, w, precision=precision)
+    dw = jnp.matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]),
+                    precision=precision, preferred_element_type=jnp.float32)
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_channel_matmul.defvjp(_channel_matmul_fwd, _channel_matmul_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _depthwise_conv(x, w, strides, padding):
+    """A depthwise convolution (one filter per channel) as a sum of shifted, scaled inputs,
+    with a gradient that keeps only x and w: autodiff of the sum would store every tap's
+    shifted copy of x, nine full-size arrays for a 3x3 filter.
 
     XLA:CPU's grouped convolution is slow here: MobileNetV2's 3x3 depthwise layer on a batch of
-    128 28x28x144 maps took 385 ms forward and 2.8 s with its gradient, this way 93 ms and
-    0.57 s. Accumulates in float32.
+    128 28x28x144 maps took 384 ms forward and 1.7 s with its gradients, this way 49 ms and
+    (autodiff of the sum) 254 ms.
     """
+    return _depthwise_taps_conv(x, w, strides, padding)
+
+
+def _depthwise_conv_fwd(x, w, strides, padding):
+    return _depthwise_taps_conv(x, w, strides, padding), (x, w)
+
+
+def _depthwise_conv_bwd(strides, padding, residuals, g):
+    x, w = residuals
+    taps = w.shape[:-2]
+    # dx: a stride-1 depthwise convolution of g, dilated by the stride and re-padded (negative
+    # padding crops), with the spatially flipped filter.
+    pads = [(k - 1 - lo, n + lo - (m - 1) * s - 1, s - 1)
+            for n, m, k, s, (lo, _) in zip(x.shape[1:-1], g.shape[1:-1], taps, strides, padding)]
+    g_dilated = lax.pad(g, jnp.zeros((), g.dtype), [(0, 0, 0), *pads, (0, 0, 0)])
+    flipped = lax.rev(w, tuple(range(len(taps))))
+    dx = _depthwise_taps_conv(g_dilated, flipped, (1,) * len(taps), ((0, 0),) * len(taps))
+    dw = _depthwise_weight_gradient(x, g, taps, strides, padding)
+    return dx.astype(x.dtype), dw.reshape(w.shape).astype(w.dtype)
+
+
+_depthwise_conv.defvjp(_depthwise_conv_fwd, _depthwise_conv_bwd)
+
+
+def _depthwise_weight_gradient(x, g, taps, strides, padding):
+    """Per tap and channel, the product of the tap's window of x with g, summed over batch and
+    space: a loop over chunks of the batch of about ``_CHUNK_BYTES`` of x each.
+
+    Over the whole batch at once XLA:CPU writes out every window before reducing it: 62 ms for
+    MobileNetV2's 3x3 layer on 128 14x14x192 maps, against 11 ms over chunks of 4 examples that
+    stay in cache.
+    """
+    batch, channels = x.shape[0], x.shape[-1]
+    size = max(1, min(batch, _CHUNK_BYTES // (math.prod(x.shape[1:]) * x.dtype.itemsize)))
+    while batch % size:
+        size -= 1
+    axes = tuple(range(x.ndim - 1))
+
+    def accumulate(total, chunk):
+        x_chunk, g_chunk = chunk
+        g_chunk = g_chunk.astype(jnp.float32)
+        part = jnp.stack([jnp.sum(window.astype(jnp.float32) * g_chunk, axis=axes)
+                          for window in _tap_slices(x_chunk, taps, strides, padding)])
+        return total + part, None
+
+    chunks = (x.reshape(batch // size, size, *x.shape[1:]),
+              g.reshape(batch // size, size, *g.shape[1:]))
+    total, _ = lax.scan(accumulate, jnp.zeros((math.prod(taps), channels), jnp.float32), chunks)
+    return total
+
+
+def _depthwise_taps_conv(x, w, strides, padding):
+    """Sum over the filter's taps of each tap's strided window of x times its per-channel
+    weights; accumulates in float32."""
     taps = w.shape[:-2]
     kernel = w.reshape(-1, w.shape[-1])
     total = None
@@ -111,13 +216,14 @@ def _patches_conv(x, w, strides, padding, precision):
 
     For maps of at most ``_SMALL_MAP`` output pixels a side, where XLA:CPU's convolution is
     pathological: a 3x3, 512->512 convolution on a batch of 128 2x2 maps (VGG16's last block
-    at 28x28 input) took 3.2 s there and 36 ms this way. The gradient is slices and matmuls.
+    at 28x28 input) took 3.2 s there and 36 ms this way. And for stems, whose patches are
+    small: a 3x3, 1->64 convolution's weight gradient on 128 28x28 images took 19 ms there and
+    4 ms this way. The gradient is slices and matmuls.
     """
     patches = list(_tap_slices(x, w.shape[:-2], strides, padding))
     # Tap-major, then input channel: the order of w's (*taps, C_in) rows.
     patches = jnp.concatenate(patches, axis=-1)
-    return jnp.einsum("...k,ko->...o", patches, w.reshape(-1, w.shape[-1]),
-                      precision=precision)
+    return _channel_matmul(patches, w.reshape(-1, w.shape[-1]), precision)
 
 
 def _is_channels_last(dimension_numbers, ndim: int) -> bool:
