@@ -51,15 +51,18 @@ def test_weight_and_input_gradients_match_lax(x_shape, w_shape, strides, padding
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * float(jnp.abs(e).max()))
 
 
-@pytest.mark.parametrize("batch", [1, 6, 64])  # 1, 3 and (capped) 16 slices of the batch
-def test_weight_gradient_direct(batch):
+@pytest.mark.parametrize("batch,chunk_examples", [(1, 1), (6, 2), (6, 6), (64, 4)])
+def test_weight_gradient_over_batch_chunks(monkeypatch, batch, chunk_examples):
     rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.standard_normal((batch, 32, 32, 3), dtype=np.float32))
-    g = jnp.asarray(rng.standard_normal((batch, 32, 32, 5), dtype=np.float32))
+    x = jnp.asarray(rng.standard_normal((batch, 12, 12, 3), dtype=np.float32))
+    g = jnp.asarray(rng.standard_normal((batch, 6, 6, 5), dtype=np.float32))
     w = jnp.zeros((3, 3, 3, 5))
+    # Chunks of chunk_examples: 6x6 output positions times 3x3x3 patch values, float32.
+    monkeypatch.setattr(conv, "_PATCH_CHUNK_BYTES", chunk_examples * 36 * 27 * 4)
+    strides, padding = (2, 2), ((1, 0), (1, 1))
     _, vjp = jax.vjp(lambda w: jax.lax.conv_general_dilated(
-        x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")), w)
-    np.testing.assert_allclose(conv.weight_gradient(x, g, w, (1, 1), ((1, 1), (1, 1))),
+        x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")), w)
+    np.testing.assert_allclose(conv.weight_gradient(x, g, w.shape, strides, padding),
                                vjp(g)[0], rtol=1e-5, atol=1e-4)
 
 
