@@ -305,7 +305,10 @@ def weight_gradient(x, g, w_shape, strides, padding, precision=None):
     taps, c_out = w_shape[:-2], w_shape[-1]
     batch, patch = x.shape[0], math.prod(w_shape[:-1])
     row_bytes = math.prod(g.shape[1:-1]) * patch * x.dtype.itemsize
-    size = max(1, min(batch, _PATCH_CHUNK_BYTES // row_bytes))
+    # At least as many bytes of patches per chunk as the float32 gradient that each chunk
+    # adds to: for a 3x3, 512->512 convolution on 4x4 maps 32 examples (39 ms) beat 8 (45 ms).
+    chunk_bytes = max(_PATCH_CHUNK_BYTES, patch * c_out * 4)
+    size = max(1, min(batch, chunk_bytes // row_bytes))
     while batch % size:
         size -= 1
 
