@@ -205,11 +205,24 @@ def test_convolutions_compute_in_bfloat16(name):
     model.eval()
     graphdef, state = nnx.split(model)
     x = jax.ShapeDtypeStruct(batch(name, size, 2)[0].shape, jnp.float32)
-    jaxpr = str(jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, x))
-    # On CPU some convolutions are matrix products (models/conv.py): those must be bfloat16 too.
-    products = [line for line in jaxpr.splitlines()
-                if "conv_general_dilated" in line or "dot_general" in line]
-    assert products and all("bf16" in line for line in products)
+    jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, x).jaxpr
+    # On CPU some convolutions are matrix products, some inside loops (models/conv.py): every
+    # product's operands must be bfloat16 (accumulating in float32 is allowed).
+    operand_dtypes = [[v.aval.dtype for v in eqn.invars]
+                      for eqn in _equations(jaxpr)
+                      if eqn.primitive.name in ("conv_general_dilated", "dot_general")]
+    assert operand_dtypes and all(d == jnp.bfloat16 for ds in operand_dtypes for d in ds)
+
+
+def _equations(jaxpr):
+    """A jaxpr's equations, those of nested jaxprs (jit, scan, custom_vjp bodies) included."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (list, tuple)) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _equations(inner)
 
 
 # AlexNet and VGG16 have no batch norm, and 4096/512-wide dense layers: Adam at 1e-3 overshoots,
