@@ -102,3 +102,16 @@ def test_depthwise_weight_gradient_over_batch_chunks(monkeypatch, chunk_examples
     got = _grads(conv.conv_general_dilated, x, w, *args)
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * float(jnp.abs(e).max()))
+
+
+@pytest.mark.parametrize("shape", [(2, 14, 14, 8), (3, 15, 16, 4)])
+def test_winograd_forward_matches_lax(shape):
+    """The training forward pass of stride-1 3x3 convolutions (Winograd), odd sizes included."""
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
+    w = jnp.asarray(rng.standard_normal((3, 3, shape[-1], 6), dtype=np.float32))
+    assert conv._winograd_applies(x, w, (1, 1), ((1, 1), (1, 1)))
+    expected = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(jax.jit(conv._winograd_conv, static_argnums=2)(x, w, None),
+                               expected, rtol=1e-5, atol=1e-5 * float(jnp.abs(expected).max()))
