@@ -102,7 +102,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                 or (math.prod(rhs.shape[:-1]) <= _MAX_STEM_PATCH
                     and rhs.shape[-1] >= _MIN_STEM_OUT_FEATURES)):
             return _patches_conv(lhs, rhs, strides, padding, precision)
-        # Few input channels (the 1-channel stems): XLA's own gradient is as fast or faster.
+        # Few input channels and outputs (LeNet's 1->6 and 6->16 layers): XLA's own
+        # gradient was as fast or faster (1.5 against 3.1 ms as patches for 6->16 on 14x14).
         if lhs.shape[-1] >= _MIN_IN_FEATURES:
             return _conv(lhs, rhs, strides, padding, precision)
     return lax.conv_general_dilated(
