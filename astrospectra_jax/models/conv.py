@@ -7,7 +7,9 @@ their working sets in cache.
 - Weight gradient (``weight_gradient``). XLA:CPU's own took 214 ms for a 3x3, 64->64
   convolution on 28x28 maps, against 42 ms for the forward pass; summed over slices of the
   batch, an earlier version, 81 ms; as per-chunk products of the transposed output gradient
-  with explicit patches, 36 ms. The forward pass and the input gradient stay XLA's (``_conv``).
+  with explicit patches, 36 ms (``_conv``).
+- Stride-1 3x3 convolutions on maps of 14x14 and up, in training: Winograd's F(2x2, 3x3) for
+  the forward pass and the input gradient (``_winograd_conv``); otherwise XLA's own.
 - 1x1 convolutions: a matrix product over channels (``_pointwise_conv``).
 - Output maps of at most 2x2, and stems with few input channels: explicit patches times the
   kernel (``_patches_conv``).
@@ -118,6 +120,26 @@ def _out_sizes(in_sizes, taps, strides, padding):
                                                                      padding)]
 
 
+def _chunk_size(batch: int, budget_bytes: int, bytes_per_example: int) -> int:
+    """Examples per batch chunk: as many as fit in ``budget_bytes`` (at least 1), rounded down
+    to a divisor of the batch."""
+    size = max(1, min(batch, budget_bytes // bytes_per_example))
+    while batch % size:
+        size -= 1
+    return size
+
+
+def _in_chunks(x, size):
+    """x (B, ...) as (B // size, size, ...): the leading axis for ``lax.scan``."""
+    return x.reshape(x.shape[0] // size, size, *x.shape[1:])
+
+
+def _patches(x, taps, strides, padding):
+    """Explicit patches (im2col): tap-major, then input channel, the order of a kernel's
+    (*taps, C_in) rows."""
+    return jnp.concatenate(list(_tap_slices(x, taps, strides, padding)), axis=-1)
+
+
 def _tap_slices(x, taps, strides, padding):
     """For each kernel tap (row-major), the strided slice of the padded input it multiplies."""
     out_sizes = _out_sizes(x.shape[1:-1], taps, strides, padding)
@@ -211,9 +233,7 @@ def _depthwise_weight_gradient(x, g, taps, strides, padding):
     stay in cache.
     """
     batch, channels = x.shape[0], x.shape[-1]
-    size = max(1, min(batch, _CHUNK_BYTES // (math.prod(x.shape[1:]) * x.dtype.itemsize)))
-    while batch % size:
-        size -= 1
+    size = _chunk_size(batch, _CHUNK_BYTES, math.prod(x.shape[1:]) * x.dtype.itemsize)
     axes = tuple(range(x.ndim - 1))
 
     def accumulate(total, chunk):
@@ -223,9 +243,8 @@ def _depthwise_weight_gradient(x, g, taps, strides, padding):
                           for window in _tap_slices(x_chunk, taps, strides, padding)])
         return total + part, None
 
-    chunks = (x.reshape(batch // size, size, *x.shape[1:]),
-              g.reshape(batch // size, size, *g.shape[1:]))
-    total, _ = lax.scan(accumulate, jnp.zeros((math.prod(taps), channels), jnp.float32), chunks)
+    total, _ = lax.scan(accumulate, jnp.zeros((math.prod(taps), channels), jnp.float32),
+                        (_in_chunks(x, size), _in_chunks(g, size)))
     return total
 
 
@@ -250,9 +269,7 @@ def _patches_conv(x, w, strides, padding, precision):
     small: a 3x3, 1->64 convolution's weight gradient on 128 28x28 images took 19 ms there and
     4 ms this way. The gradient is slices and matmuls.
     """
-    patches = list(_tap_slices(x, w.shape[:-2], strides, padding))
-    # Tap-major, then input channel: the order of w's (*taps, C_in) rows.
-    patches = jnp.concatenate(patches, axis=-1)
+    patches = _patches(x, w.shape[:-2], strides, padding)
     return _channel_matmul(patches, w.reshape(-1, w.shape[-1]), precision)
 
 
@@ -354,10 +371,7 @@ def _winograd_conv(x, w, precision):
             for u in range(4)]
     transformed = jnp.stack([_signed_sum(_WINOGRAD_G[t], half[u])
                              for u in range(4) for t in range(4)]).astype(w.dtype)
-    tile_bytes = 16 * rows * cols * c_in * x.dtype.itemsize
-    size = max(1, min(batch, _CHUNK_WINOGRAD_BYTES // tile_bytes))
-    while batch % size:
-        size -= 1
+    size = _chunk_size(batch, _CHUNK_WINOGRAD_BYTES, 16 * rows * cols * c_in * x.dtype.itemsize)
 
     def chunk_conv(_, x_chunk):
         n = x_chunk.shape[0]
@@ -379,7 +393,7 @@ def _winograd_conv(x, w, precision):
         y = y.reshape(n, 2 * rows, 2 * cols, c_out)[:, :height, :width]
         return None, y.astype(jnp.result_type(x, w))
 
-    _, out = lax.scan(chunk_conv, None, x.reshape(batch // size, size, *x.shape[1:]))
+    _, out = lax.scan(chunk_conv, None, _in_chunks(x, size))
     return out.reshape(batch, height, width, c_out)
 
 
@@ -397,20 +411,15 @@ def weight_gradient(x, g, w_shape, strides, padding, precision=None):
     row_bytes = math.prod(g.shape[1:-1]) * patch * x.dtype.itemsize
     # At least as many bytes of patches per chunk as the float32 gradient that each chunk
     # adds to: for a 3x3, 512->512 convolution on 4x4 maps 32 examples (39 ms) beat 8 (45 ms).
-    chunk_bytes = max(_PATCH_CHUNK_BYTES, patch * c_out * 4)
-    size = max(1, min(batch, chunk_bytes // row_bytes))
-    while batch % size:
-        size -= 1
+    size = _chunk_size(batch, max(_PATCH_CHUNK_BYTES, patch * c_out * 4), row_bytes)
 
     def accumulate(total, chunk):
         x_chunk, g_chunk = chunk
-        # Tap-major, then input channel: the order of w's (*taps, C_in) rows.
-        patches = jnp.concatenate(list(_tap_slices(x_chunk, taps, strides, padding)), axis=-1)
+        patches = _patches(x_chunk, taps, strides, padding)
         g_t = g_chunk.reshape(-1, c_out).T
         return total + jnp.matmul(g_t, patches.reshape(-1, patch), precision=precision,
                                   preferred_element_type=jnp.float32), None
 
-    chunks = (x.reshape(batch // size, size, *x.shape[1:]),
-              g.reshape(batch // size, size, *g.shape[1:]))
-    total, _ = lax.scan(accumulate, jnp.zeros((c_out, patch), jnp.float32), chunks)
+    total, _ = lax.scan(accumulate, jnp.zeros((c_out, patch), jnp.float32),
+                        (_in_chunks(x, size), _in_chunks(g, size)))
     return total.T.reshape(w_shape)
