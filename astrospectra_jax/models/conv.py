@@ -11,8 +11,10 @@ their working sets in cache.
 - Stride-1 3x3 convolutions on maps of 14x14 and up, in training: Winograd's F(2x2, 3x3) for
   the forward pass and the input gradient (``_winograd_conv``); otherwise XLA's own.
 - 1x1 convolutions: a matrix product over channels (``_pointwise_conv``).
-- Output maps of at most 2x2, and stems with few input channels: explicit patches times the
-  kernel (``_patches_conv``).
+- Output maps of at most 2x2: explicit patches times the kernel (``_patches_conv``).
+- Single-channel stems: a sum over the kernel's taps (``_single_channel_conv``).
+- Input gradients of convolutions with few input channels: col2im
+  (``_col2im_input_gradient``).
 - Depthwise convolutions: a sum of shifted, scaled inputs with its own gradient
   (``_depthwise_conv``).
 
@@ -33,16 +35,16 @@ import jax.numpy as jnp
 from jax import lax
 
 
-_MIN_IN_FEATURES = 16
 # Bytes of explicit patches per batch chunk of the weight gradient (weight_gradient): a few
 # MB, in cache; measured best for ResNet-18's 28x28 to 4x4 stages (2 to 32 examples).
 _PATCH_CHUNK_BYTES = 4 * 1024 * 1024
 # Output maps this small (pixels a side) are convolved as explicit patches (_patches_conv).
 _SMALL_MAP = 2
-# Stems (few input channels, at least this many output channels, at most _MAX_STEM_PATCH
-# values per patch) also go to _patches_conv.
-_MIN_STEM_OUT_FEATURES = 32
-_MAX_STEM_PATCH = 64
+# Single-channel stems with at most this many kernel taps go to _single_channel_conv.
+_MAX_STEM_TAPS = 25
+# Convolutions with fewer input channels than this take their input gradient as explicit
+# patches of the output gradient (_col2im_input_gradient).
+_MAX_COL2IM_IN_FEATURES = 16
 # Winograd 3x3 convolutions (_winograd_conv): maps at least this many pixels a side, and
 # bytes of transformed input per batch chunk.
 _WINOGRAD_MIN_MAP = 14
@@ -100,14 +102,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     if simple and feature_group_count == 1:
         if all(k == 1 for k in rhs.shape[:-2]) and all(p == (0, 0) for p in padding):
             return _pointwise_conv(lhs, rhs, strides, precision)
-        if (max(_out_sizes(lhs.shape[1:-1], rhs.shape[:-2], strides, padding)) <= _SMALL_MAP
-                or (math.prod(rhs.shape[:-1]) <= _MAX_STEM_PATCH
-                    and rhs.shape[-1] >= _MIN_STEM_OUT_FEATURES)):
+        if max(_out_sizes(lhs.shape[1:-1], rhs.shape[:-2], strides, padding)) <= _SMALL_MAP:
             return _patches_conv(lhs, rhs, strides, padding, precision)
-        # Few input channels and outputs (LeNet's 1->6 and 6->16 layers): XLA's own
-        # gradient was as fast or faster (1.5 against 3.1 ms as patches for 6->16 on 14x14).
-        if lhs.shape[-1] >= _MIN_IN_FEATURES:
-            return _conv(lhs, rhs, strides, padding, precision)
+        if lhs.shape[-1] == 1 and math.prod(rhs.shape[:-2]) <= _MAX_STEM_TAPS:
+            return _single_channel_conv(lhs, rhs, strides, padding, precision)
+        return _conv(lhs, rhs, strides, padding, precision)
     return lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
         feature_group_count, batch_group_count, precision=precision,
@@ -265,12 +264,70 @@ def _patches_conv(x, w, strides, padding, precision):
 
     For maps of at most ``_SMALL_MAP`` output pixels a side, where XLA:CPU's convolution is
     pathological: a 3x3, 512->512 convolution on a batch of 128 2x2 maps (VGG16's last block
-    at 28x28 input) took 3.2 s there and 36 ms this way. And for stems, whose patches are
-    small: a 3x3, 1->64 convolution's weight gradient on 128 28x28 images took 19 ms there and
-    4 ms this way. The gradient is slices and matmuls.
+    at 28x28 input) took 3.2 s there and 36 ms this way. The gradient is slices and matmuls.
     """
     patches = _patches(x, w.shape[:-2], strides, padding)
     return _channel_matmul(patches, w.reshape(-1, w.shape[-1]), precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _single_channel_conv(x, w, strides, padding, precision):
+    """A convolution of single-channel input (a stem) as a sum over taps of the tap's shifted
+    input times its row of weights, one elementwise loop that XLA fuses with what follows.
+
+    XLA:CPU's convolution does poorly with one input channel: LeNet's 5x5, 1->6 stem on a
+    batch of 128 28x28 images took 3.7 ms there, 0.4 ms this way. The sum runs over chunks of
+    the batch (``_CHUNK_BYTES`` of output each): over the whole batch, XLA:CPU fused it with the
+    following tanh and pooling into a YNNPACK fusion that materialized every tap, 4.5 ms
+    against 1.4 ms for the three in chunks.
+    """
+    return _single_channel_taps_conv(x, w, strides, padding)
+
+
+def _single_channel_conv_fwd(x, w, strides, padding, precision):
+    return _single_channel_taps_conv(x, w, strides, padding), (x, w)
+
+
+def _single_channel_taps_conv(x, w, strides, padding):
+    out_sizes = _out_sizes(x.shape[1:-1], w.shape[:-2], strides, padding)
+    size = _chunk_size(x.shape[0], _CHUNK_BYTES,
+                       math.prod(out_sizes) * w.shape[-1] * jnp.result_type(x, w).itemsize)
+    _, out = lax.scan(lambda _, x_chunk: (None, _depthwise_taps_conv(x_chunk, w, strides,
+                                                                     padding)),
+                      None, _in_chunks(x, size))
+    return out.reshape(x.shape[0], *out.shape[2:])
+
+
+def _single_channel_conv_bwd(strides, padding, precision, residuals, g):
+    x, w = residuals
+    dx = _col2im_input_gradient(g, w, x.shape, strides, padding, precision)
+    return dx, weight_gradient(x, g, w.shape, strides, padding, precision).astype(w.dtype)
+
+
+_single_channel_conv.defvjp(_single_channel_conv_fwd, _single_channel_conv_bwd)
+
+
+def _col2im_input_gradient(g, w, x_shape, strides, padding, precision):
+    """dL/dx of a channels-last convolution as the output gradient's patches (g times the
+    transposed kernel) added back at each tap's offset (col2im).
+
+    For few input channels the patches are small: LeNet's 5x5, 6->16 convolution on 128 14x14
+    maps took 3.3 ms with XLA:CPU's input gradient and 1.4 ms this way.
+    """
+    taps, c_in = w.shape[:-2], w.shape[-2]
+    patches = jnp.einsum("...o,tco->...tc", g, w.reshape(-1, c_in, w.shape[-1]),
+                         precision=precision, preferred_element_type=jnp.float32)
+    padded = [n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], padding)]
+    total = None
+    for tap, offset in enumerate(itertools.product(*(range(k) for k in taps))):
+        # The tap's patch values land at offset + stride * output position of the padded x.
+        pads = [(o, n - o - s * (m - 1) - 1, s - 1)
+                for o, n, s, m in zip(offset, padded, strides, g.shape[1:-1])]
+        term = lax.pad(patches[..., tap, :], jnp.zeros((), jnp.float32),
+                       [(0, 0, 0), *pads, (0, 0, 0)])
+        total = term if total is None else total + term
+    crop = tuple(slice(lo, n - hi) for n, (lo, hi) in zip(padded, padding))
+    return total[(slice(None), *crop, slice(None))].astype(jnp.result_type(g, w))
 
 
 def _is_channels_last(dimension_numbers, ndim: int) -> bool:
@@ -322,6 +379,8 @@ def _conv_bwd(strides, padding, precision, residuals, g):
         # A stride-1, padding-1 3x3 convolution's input gradient is one too, with the kernel
         # flipped and its channel axes swapped.
         dx = _winograd_conv(g, jnp.swapaxes(w[::-1, ::-1], 2, 3), precision)
+    elif x.shape[-1] < _MAX_COL2IM_IN_FEATURES:
+        dx = _col2im_input_gradient(g, w, x.shape, strides, padding, precision)
     else:
         _, input_vjp = jax.vjp(lambda x: _lax_conv(x, w, strides, padding, precision), x)
         (dx,) = input_vjp(g)
