@@ -33,11 +33,12 @@ def _grads(conv_fn, x, w, strides, padding, groups, dn):
     ((2, 10, 9, 16), (5, 5, 1, 16), (1, 2), ((2, 2), (2, 1)), 16),
     ((4, 8, 8, 32), (3, 3, 4, 32), (1, 1), ((1, 1), (1, 1)), 8),  # grouped: XLA's own
     ((2, 40, 16), (7, 16, 8), (2,), ((3, 3),), 1),
-    # Maps of at most 2x2 output pixels: the explicit-patches path.
+    # Maps of at most 7x7 output pixels: tap by tap (the ones above with strides too).
     ((4, 2, 2, 16), (3, 3, 16, 8), (1, 1), ((1, 1), (1, 1)), 1),
     ((3, 1, 1, 8), (3, 3, 8, 4), (1, 1), ((1, 1), (1, 1)), 1),
     ((2, 4, 3, 16), (3, 3, 16, 8), (2, 2), ((1, 0), (1, 1)), 1),
     ((2, 3, 4), (5, 4, 8), (2,), ((2, 1),), 1),
+    ((2, 2, 4), (5, 4, 8), (3,), ((2, 2),), 1),  # taps that meet only padding
 ])
 def test_weight_and_input_gradients_match_lax(x_shape, w_shape, strides, padding, groups):
     rng = np.random.default_rng(0)
@@ -118,3 +119,30 @@ def test_winograd_forward_matches_lax(shape):
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
     np.testing.assert_allclose(jax.jit(conv._winograd_conv, static_argnums=2)(x, w, None),
                                expected, rtol=1e-5, atol=1e-5 * float(jnp.abs(expected).max()))
+
+
+@pytest.mark.parametrize("activation", [nnx.relu, nnx.relu6, None])
+def test_training_batch_norm_matches_nnx(monkeypatch, activation):
+    """ConvBN's fused training batch norm: the same output, gradients and running statistics
+    as nnx.BatchNorm followed by the activation."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.standard_normal((6, 5, 5, 3), dtype=np.float32) * 3 + 1)
+    cotangent = jnp.asarray(rng.standard_normal((6, 5, 5, 8), dtype=np.float32))
+
+    def run(fast_paths: bool):
+        monkeypatch.setenv("ASTROSPECTRA_CPU_FAST_PATHS", "1" if fast_paths else "0")
+        block = layers.ConvBN(3, 8, 3, activation=activation, dtype=jnp.float32,
+                              param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+        block.bn.scale[...] = jnp.linspace(0.5, 1.5, 8)
+        block.bn.bias[...] = jnp.linspace(-1.0, 1.0, 8)
+        block.train()
+
+        def loss(block, x):
+            return jnp.sum(block(x) * cotangent)
+        grads_x = nnx.grad(loss, argnums=(0, 1))(block, x)
+        return nnx.state(grads_x[0], nnx.Param), grads_x[1], nnx.state(block, nnx.BatchStat)
+
+    fast, reference = run(True), run(False)
+    for got, expected in zip(jax.tree.leaves(fast), jax.tree.leaves(reference)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * float(
+            jnp.abs(expected).max()))
