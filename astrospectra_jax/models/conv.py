@@ -60,9 +60,9 @@ _xla_reference_depth = 0
 
 
 def cpu_fast_paths() -> bool:
-    """Whether this module's CPU paths (and ``layers.max_pool``'s) are used: on the CPU
-    backend, unless ``ASTROSPECTRA_CPU_FAST_PATHS=0`` (to measure XLA's own against them) or
-    while tracing inside ``xla_reference_paths()``."""
+    """Whether this module's CPU paths (and those of ``layers.max_pool`` and ``ConvBN``'s
+    training batch norm) are used: on the CPU backend, unless ``ASTROSPECTRA_CPU_FAST_PATHS=0``
+    (to measure XLA's own against them) or while tracing inside ``xla_reference_paths()``."""
     return (jax.default_backend() == "cpu" and _xla_reference_depth == 0
             and os.environ.get("ASTROSPECTRA_CPU_FAST_PATHS", "1") != "0")
 
