@@ -321,6 +321,17 @@ def measure(name: str, size: int, args) -> dict:
     return row
 
 
+def matmul_gflops(size: int = 2048, repeats: int = 3) -> float:
+    """The device's rate on one large float32 matrix product (GFLOP/s, best of ``repeats``):
+    the same run's ceiling for the table's FLOP/s, and a gauge of how loaded a shared machine
+    was (on the development CPU: ~350 quiet, ~150 busy)."""
+    a = jnp.ones((size, size), jnp.float32)
+    product = jax.jit(lambda a: a @ a)
+    product(a).block_until_ready()
+    best = min(timed(lambda _: product(a).block_until_ready(), 1) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
 def environment() -> dict:
     import platform
 
@@ -328,7 +339,8 @@ def environment() -> dict:
             "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
             "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "machine": platform.processor() or platform.machine(),
-            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "jax_matmul_gflops": round(matmul_gflops(), 1)}
     try:
         import torch
 
@@ -431,7 +443,9 @@ def main(argv=None) -> list[dict]:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps({"environment": {**env, "load_average_end": os.getloadavg()},
+        end = {"load_average_end": os.getloadavg(),
+               "jax_matmul_gflops_end": round(matmul_gflops(), 1)}
+        tmp.write_text(json.dumps({"environment": {**env, **end},
                                    "args": vars(args), "rows": rows}, indent=1))
         tmp.replace(out)
     return rows
