@@ -334,11 +334,11 @@ def _scatter_taps(blocks, w_shape):
 def _valid_taps_forward(x, w, strides, padding, precision, unroll):
     out_sizes = _out_sizes(x.shape[1:-1], w.shape[:-2], strides, padding)
     size = _chunk_size(x.shape[0], _PATCH_CHUNK_BYTES, math.prod(out_sizes) * w.shape[-1] * 4)
+    windows = list(_valid_taps(x.shape[1:-1], w.shape[:-2], strides, padding))
 
     def chunk_conv(x_chunk):
         total = None
-        for tap, x_window, out_window, _ in _valid_taps(x.shape[1:-1], w.shape[:-2], strides,
-                                                        padding):
+        for tap, x_window, out_window, _ in windows:
             part = jnp.einsum("...c,co->...o", x_chunk[(slice(None), *x_window)], w[tap],
                               precision=precision, preferred_element_type=jnp.float32)
             part = jnp.pad(part, [(0, 0), *((o.start, n - o.stop) for o, n in

@@ -114,9 +114,7 @@ def _batch_norm_activation(x, scale, bias, epsilon, activation):
     """(activation((x - mean) / sqrt(var + epsilon) * scale + bias), mean, var) over all axes
     but the last. The statistics are returned for the running averages and not differentiated.
     """
-    mean, var = _statistics(x)
-    z = (x.astype(jnp.float32) - mean) * (jax.lax.rsqrt(var + epsilon) * scale) + bias
-    return _activate(z, activation), mean, var
+    return _batch_norm_activation_fwd(x, scale, bias, epsilon, activation)[0]
 
 
 def _batch_norm_activation_fwd(x, scale, bias, epsilon, activation):
