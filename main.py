@@ -43,16 +43,17 @@ def main(argv):
                  jax.device_count(), jax.devices()[0].device_kind)
 
     if config.get("kind") == "classical":
-        from astrospectra_jax import classical
+        from astrospectra_jax.classical import grid
 
-        classical.run(config, FLAGS.workdir)
+        grid.run(config, FLAGS.workdir)
         return
 
-    from astrospectra_jax import datasets, train
+    from astrospectra_jax.data import catalogue
+    from astrospectra_jax.training import train
 
     try:
         results = train.train_and_evaluate(config, FLAGS.workdir)
-    except (train.ConfigError, train.NonFiniteLossError, datasets.DatasetNotFoundError) as error:
+    except (train.ConfigError, train.NonFiniteLossError, catalogue.DatasetNotFoundError) as error:
         logging.flush()
         sys.exit(f"error: {error}")
     if results.get("preempted"):

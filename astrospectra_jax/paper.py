@@ -20,6 +20,8 @@ import json
 import re
 from importlib import resources
 
+from astrospectra_jax.data import catalogue
+
 IMAGE_COLUMNS = ("astrospectra_mnist_v1", "astrospectra_mnist_v2", "fashion_mnist")
 LINE_COLUMNS = ("line_astro_spectra_v1", "astrospectra_mnist_v1",
                 "line_astro_spectra_v2", "astrospectra_mnist_v2")
@@ -118,15 +120,10 @@ def paper_column(dataset: str) -> str:
     return f"{match['builder']}_{match['version']}"
 
 
-def is_line_dataset(dataset: str) -> bool:
-    match = _parse(dataset)
-    return match is not None and match["builder"] == "line_astro_spectra"
-
-
 def image_dataset_for(line_dataset: str) -> str:
     """The image dataset of the same objects: ``line_astro_spectra/v1_synthetic`` ->
     ``astrospectra_mnist/v1_synthetic``."""
-    if not is_line_dataset(line_dataset):
+    if not catalogue.is_line_dataset(line_dataset):
         raise ValueError(f"{line_dataset!r} is not a line_astro_spectra dataset")
     return "astrospectra_mnist/" + line_dataset.split("/", 1)[1]
 
@@ -135,7 +132,7 @@ def classical_accuracy(dataset: str) -> dict[str, float]:
     """{``params_key``: the paper's accuracy} for ``dataset``: Table 1-1's column for the
     images and Fashion-MNIST, Table 1-2's line column for the line vectors."""
     column = paper_column(dataset)
-    table = _table1_2() if is_line_dataset(dataset) else _table1_1()
+    table = _table1_2() if catalogue.is_line_dataset(dataset) else _table1_1()
     return {params_key(r["classifier"], r["params"]): r[column] for r in table}
 
 

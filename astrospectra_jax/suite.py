@@ -33,6 +33,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from astrospectra_jax.data import catalogue
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAIN = REPO_ROOT / "main.py"
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -78,12 +80,6 @@ class Run:
 
 # ----------------------------------------------------------------------------- the plan
 
-def _datasets_module():
-    from astrospectra_jax import datasets  # TFDS builders: imported only when needed
-
-    return datasets
-
-
 def image_models() -> tuple[str, ...]:
     """The eight CNNs of Table 2, in the registry's names."""
     from astrospectra_jax import paper
@@ -91,15 +87,11 @@ def image_models() -> tuple[str, ...]:
     return tuple(paper.DEEP_MODEL_NAMES)
 
 
-def is_line_dataset(dataset: str) -> bool:
-    return dataset.startswith("line_astro_spectra/")
-
-
 def select_models(spec: str, dataset: str) -> list[str]:
     """``all`` (the Table 2 CNNs, or conv1d for line datasets) or a comma-separated list."""
     from astrospectra_jax import models
 
-    line = is_line_dataset(dataset)
+    line = catalogue.is_line_dataset(dataset)
     if spec.strip() == "all":
         return ["conv1d"] if line else list(image_models())
     names = [n.strip() for n in spec.split(",") if n.strip()]
@@ -163,7 +155,7 @@ def config_path(dataset: str, model: str, config_dir: Path = CONFIG_DIR) -> Path
         version = "v2"
     else:
         version = dataset.split("/", 1)[1][:2]
-    prefix = f"line_{version}" if is_line_dataset(dataset) else version
+    prefix = f"line_{version}" if catalogue.is_line_dataset(dataset) else version
     return config_dir / f"{prefix}_{model}.py"
 
 
@@ -205,7 +197,7 @@ def plan(datasets: Sequence[str], models: str, seeds: Sequence[int], runs: str |
          config_dir: Path = CONFIG_DIR) -> list[Run]:
     """Every (dataset, model, seed) run, in that order; raises SuiteError for a bad option
     or a missing config file."""
-    known = _datasets_module().KNOWN_DATASETS
+    known = catalogue.KNOWN_DATASETS
     flags = parse_overrides(overrides)
     runs = Path(runs).absolute()
     planned = []

@@ -5,9 +5,9 @@
     python -m benchmarks.datasets_build --configs astrospectra_mnist/v2_synthetic --simulate 0
 
 Each config is built from scratch into its own temporary TFDS data dir through the same call
-training uses (``datasets.load_arrays``, which runs ``download_and_prepare`` for an unprepared
+training uses (``catalogue.load_arrays``, which runs ``download_and_prepare`` for an unprepared
 synthetic config), then its train split is read back; build time excludes the read. The
-simulator figure times ``synthetic.simulate`` alone (no image/line conversion, no TFDS).
+simulator figure times ``simulator.simulate`` alone (no image/line conversion, no TFDS).
 Importing TensorFlow/TFDS is done once before the builds and reported separately.
 """
 
@@ -25,12 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from astrospectra_jax import convert, datasets, synthetic  # noqa: E402
+from astrospectra_jax.data import catalogue, simulator
+from astrospectra_jax.data import sources, tasks  # noqa: E402
 
 
 def synthetic_configs(which: str) -> list[str]:
-    names = [n for n in datasets.KNOWN_DATASETS if n != "fashion_mnist"
-             and datasets.info(n).synthetic]
+    names = [n for n in catalogue.KNOWN_DATASETS if n != "fashion_mnist"
+             and catalogue.info(n).synthetic]
     if which == "all":
         return names
     if which == "mini":
@@ -48,15 +49,15 @@ def build_time(name: str) -> dict:
 
     # The image and line builders of a task share simulated chunks through an in-process
     # cache; clear it so that every config is timed from scratch.
-    cache_clear = getattr(getattr(convert, "_simulate_chunk", None), "cache_clear", None)
+    cache_clear = getattr(getattr(sources, "_simulate_chunk", None), "cache_clear", None)
     if cache_clear is not None:
         cache_clear()
     with tempfile.TemporaryDirectory(prefix="tfds_build_") as data_dir:
         began = time.perf_counter()
-        datasets.load_arrays(name, "test", data_dir=data_dir)  # builds every split
+        catalogue.load_arrays(name, "test", data_dir=data_dir)  # builds every split
         built = time.perf_counter() - began
         began = time.perf_counter()
-        features, labels = datasets.load_arrays(name, "train", data_dir=data_dir)
+        features, labels = catalogue.load_arrays(name, "train", data_dir=data_dir)
         read = time.perf_counter() - began
         test = tfds.builder(name, data_dir=data_dir).info.splits["test"].num_examples
     examples = len(labels) + test
@@ -66,11 +67,11 @@ def build_time(name: str) -> dict:
 
 
 def simulator_rate(task: str, n: int, repeats: int) -> dict:
-    synthetic.simulate(task, min(n, 64), seed=0)  # caches (broadened line bases) warm up
+    simulator.simulate(task, min(n, 64), seed=0)  # caches (broadened line bases) warm up
     times = []
     for seed in range(repeats):
         began = time.perf_counter()
-        synthetic.simulate(task, n, seed=seed + 1)
+        simulator.simulate(task, n, seed=seed + 1)
         times.append(time.perf_counter() - began)
     return {"task": task, "spectra": n, "seconds": statistics.median(times),
             "spectra_per_s": n / statistics.median(times), "times_s": times}
@@ -89,7 +90,7 @@ def main(argv=None) -> dict:
     results = {"builds": [], "simulator": []}
     if args.simulate:
         print("| task | spectra | seconds | spectra/s |\n|---|---|---|---|")
-        for task in synthetic.CLASS_NAMES:
+        for task in tasks.CLASS_NAMES:
             row = simulator_rate(task, args.simulate, args.repeats)
             results["simulator"].append(row)
             print(f"| {task} | {row['spectra']} | {row['seconds']:.2f} | "

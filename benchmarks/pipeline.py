@@ -3,13 +3,13 @@
     python -m benchmarks.pipeline --models lenet,simplecnn2 --dataset astrospectra_mnist/v2_synthetic_mini
     python -m benchmarks.pipeline --models conv1d --dataset line_astro_spectra/v2_synthetic_mini
 
-Both sides run the training step of ``train.make_steps`` with one configuration:
+Both sides run the training step of ``training_steps.make_steps`` with one configuration:
 
 * device: the whole split lives on the devices; shuffling, batching, scaling and resizing
   happen inside the compiled chunk (``device_chunk``).
 * tf.data: ``input_pipeline.tfdata_train_batches`` (``tfds.load`` -> shuffle -> batch ->
   prefetch -> numpy), each chunk of batches stacked and put on the devices as a batch-sharded
-  global array (``input_pipeline.global_batch``), then ``stream_chunk``.
+  global array (``sharding.global_batch``), then ``stream_chunk``.
 
 The two alternate after warm-up; figures are medians over repeats. Synthetic configs are built
 into ``--data-dir`` (a temporary folder by default) on first use.
@@ -32,28 +32,31 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from astrospectra_jax import datasets, input_pipeline, models, train  # noqa: E402
+from astrospectra_jax import models
+from astrospectra_jax.data import catalogue  # noqa: E402
+from astrospectra_jax.training import input_pipeline, sharding, train
+from astrospectra_jax.training import steps as training_steps
 from benchmarks.throughput import FOREVER, environment, make_config  # noqa: E402
 
 
 def measure(name: str, args, data_dir: str) -> dict:
-    spec = datasets.info(args.dataset)
+    spec = catalogue.info(args.dataset)
     size = spec.feature_shape[0] if spec.kind == "line" else args.size
     config = make_config(name, size, args.batch_size, args.dtype, args.steps_per_call,
                          args.dataset)
     config.data_dir = data_dir
     train.validate(config)
-    mesh = input_pipeline.make_mesh()
-    features, labels = datasets.load_arrays(args.dataset, "train", data_dir=data_dir)
-    chunk = train.resolve_steps_per_call(config)
+    mesh = sharding.make_mesh()
+    features, labels = catalogue.load_arrays(args.dataset, "train", data_dir=data_dir)
+    chunk = training_steps.resolve_steps_per_call(config)
     steps_per_epoch = input_pipeline.steps_per_epoch(len(labels), config.batch_size)
-    tx, _ = train.make_optimizer(config, steps_per_epoch)
-    graphdef, state = train.init_state(config, spec, tx, mesh)
-    steps = train.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, len(labels),
+    tx, _ = training_steps.make_optimizer(config, steps_per_epoch)
+    graphdef, state = training_steps.init_state(config, spec, tx, mesh)
+    steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, len(labels),
                              chunk)
 
-    resident = (input_pipeline.put_replicated(features, mesh),
-                input_pipeline.put_replicated(labels, mesh))
+    resident = (sharding.put_replicated(features, mesh),
+                sharding.put_replicated(labels, mesh))
     permutations = train.EpochPermutations(steps["epoch_permutations"], steps_per_epoch)
     device_chunk = steps["device_chunk"].lower(state, *resident, permutations(0),
                                                FOREVER).compile()
@@ -66,8 +69,8 @@ def measure(name: str, args, data_dir: str) -> dict:
 
     def next_chunk():
         stacked = [next(batches) for _ in range(chunk)]
-        return (input_pipeline.global_batch(np.stack([f for f, _ in stacked]), mesh, 1),
-                input_pipeline.global_batch(np.stack([l for _, l in stacked]), mesh, 1))
+        return (sharding.global_batch(np.stack([f for f, _ in stacked]), mesh, 1),
+                sharding.global_batch(np.stack([l for _, l in stacked]), mesh, 1))
 
     example = next_chunk()
     stream_chunk = steps["stream_chunk"].lower(state, *example, FOREVER).compile()
@@ -127,7 +130,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--data-dir", default=None,
                         help="TFDS data dir (default: a temporary folder, built on use)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--dtype", choices=tuple(train.DTYPES), default="float32")
+    parser.add_argument("--dtype", choices=tuple(training_steps.DTYPES), default="float32")
     parser.add_argument("--steps-per-call", type=int, default=0)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)

@@ -63,14 +63,15 @@ def real(name: str, n: int, args) -> dict:
     """In-process run on a mesh over the first N accelerator devices."""
     import jax
 
-    from astrospectra_jax import datasets, input_pipeline
+    from astrospectra_jax.data import catalogue
+    from astrospectra_jax.training import sharding
     from benchmarks import throughput
 
-    mesh = jax.make_mesh((n,), (input_pipeline.DATA_AXIS,), devices=jax.devices()[:n],
+    mesh = jax.make_mesh((n,), (sharding.DATA_AXIS,), devices=jax.devices()[:n],
                          axis_types=(jax.sharding.AxisType.Auto,))
     config = throughput.make_config(name, args.size, batch_for(args, n), args.dtype,
                                     args.steps_per_call)
-    spec = datasets.info(config.dataset)
+    spec = catalogue.info(config.dataset)
     features, labels = throughput.random_split(spec, max(4096, 2 * config.batch_size))
     runner = throughput.jax_runner(config, features, labels, mesh=mesh)
     runner.train(max(args.warmup, 1))

@@ -4,10 +4,10 @@
     python benchmarks/simulator_realism.py --train 5000 --plot /tmp/means.png
 
 A logistic regression (standardised features, L2) learns F / G / K from per-spectrum
-normalised line vectors (``spectra.line_vector`` of the grid flux divided by its median) of
-``synthetic.simulate("v2", ...)``, then classifies the real spectra under ``../shared/data/lamost``
+normalised line vectors (``recipe.line_vector`` of the grid flux divided by its median) of
+``simulator.simulate("v2", ...)``, then classifies the real spectra under ``../shared/data/lamost``
 (DR1, DR8, DR10; label = first letter of SUBCLASS, A and M dropped) read with
-``astrospectra_jax.lamost`` and passed through the same recipe. Prints the simulator's speed,
+``astrospectra_jax.data.lamost`` and passed through the same recipe. Prints the simulator's speed,
 accuracy, per-class recall, the confusion matrix and chance levels. Nothing from the real
 files is used for training.
 
@@ -32,15 +32,15 @@ from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from astrospectra_jax import lamost, spectra, synthetic
+from astrospectra_jax.data import lamost, recipe, simulator, tasks
 
 DEFAULT_LAMOST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "lamost"
-CLASSES = synthetic.CLASS_NAMES["v2"]
+CLASSES = tasks.CLASS_NAMES["v2"]
 
 
 def normalised_line_vectors(flux_on_grid) -> np.ndarray:
     """(n, 3601) -> (n, 721): the recipe's line vector divided by its own median."""
-    vectors = spectra.line_vector(flux_on_grid).astype(np.float64)
+    vectors = recipe.line_vector(flux_on_grid).astype(np.float64)
     median = np.median(vectors, axis=1, keepdims=True)
     return vectors / np.where(median > 0, median, 1.0)
 
@@ -66,7 +66,7 @@ def real_fgk(folder: Path):
 
 def train(n: int, seed: int, c: float):
     start, cpu = time.perf_counter(), time.process_time()
-    sim = synthetic.simulate("v2", n, seed)
+    sim = simulator.simulate("v2", n, seed)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(f"simulated {n} v2 spectra in {wall:.1f} s wall / {cpu:.1f} s CPU: "
           f"{n / wall:.0f} spectra/s wall, {n / cpu:.0f} spectra/s CPU")
@@ -106,7 +106,7 @@ def plot_means(sim, flux, labels, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = spectra.GRID
+    grid = recipe.GRID
     real = flux / np.median(flux, axis=1, keepdims=True)
     fake = sim.flux / np.median(sim.flux, axis=1, keepdims=True)
     fig, ax = plt.subplots(figsize=(14, 5))

@@ -3,7 +3,7 @@
     python -m benchmarks.throughput --models resnet18,simplecnn2 --sizes 28 --out /tmp/tp.json
     python -m benchmarks.throughput --models resnet18 --sizes 224 --batch-size-224 32 --steps 3
 
-JAX side: the very functions ``train_and_evaluate`` compiles (``train.make_steps``: the
+JAX side: the very functions ``train_and_evaluate`` compiles (``training_steps.make_steps``: the
 device-resident input pipeline with its on-device shuffle, uint8 -> float scaling and the
 28 -> 224 bilinear resize, the model, the loss, Adam, the donated state) and its evaluation step.
 PyTorch side: the same architecture (``benchmarks/torch_models.py``, parameter counts asserted
@@ -40,7 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # configs/ and benchmarks/ as packages, as main.py sees them
 
-from astrospectra_jax import datasets, input_pipeline, models, train  # noqa: E402
+from astrospectra_jax import models
+from astrospectra_jax.data import catalogue  # noqa: E402
+from astrospectra_jax.training import input_pipeline, sharding, train
+from astrospectra_jax.training import steps as training_steps
 from configs.base import get_base_config  # noqa: E402
 
 # Dense peak FLOP/s per chip, (bfloat16, float32), keyed by a substring of jax's device_kind.
@@ -85,7 +88,7 @@ def make_config(name: str, size: int, batch_size: int, dtype: str, steps_per_cal
     return config
 
 
-def random_split(spec: datasets.DatasetSpec, num_examples: int, seed: int = 0
+def random_split(spec: catalogue.DatasetSpec, num_examples: int, seed: int = 0
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Stand-in training data of the dataset's stored type and shape."""
     rng = np.random.default_rng(seed)
@@ -119,20 +122,20 @@ class Runner:
 def jax_runner(config, features: np.ndarray, labels: np.ndarray, *, mesh=None,
                eval_examples: int | None = None) -> Runner:
     """The project's own compiled training chunk and evaluation step over resident data."""
-    mesh = mesh or input_pipeline.make_mesh()
-    spec = datasets.info(config.dataset)
+    mesh = mesh or sharding.make_mesh()
+    spec = catalogue.info(config.dataset)
     train.validate(config)
-    chunk = train.resolve_steps_per_call(config)
+    chunk = training_steps.resolve_steps_per_call(config)
     batch_size = config.batch_size
     steps_per_epoch = input_pipeline.steps_per_epoch(len(labels), batch_size)
-    tx, _ = train.make_optimizer(config, steps_per_epoch)
-    graphdef, state = train.init_state(config, spec, tx, mesh)
-    steps = train.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, len(labels),
+    tx, _ = training_steps.make_optimizer(config, steps_per_epoch)
+    graphdef, state = training_steps.init_state(config, spec, tx, mesh)
+    steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, len(labels),
                              chunk)
-    train_data = (input_pipeline.put_replicated(features, mesh),
-                  input_pipeline.put_replicated(labels, mesh))
+    train_data = (sharding.put_replicated(features, mesh),
+                  sharding.put_replicated(labels, mesh))
     n_eval = eval_examples or min(len(labels), 4 * batch_size)
-    test = tuple(input_pipeline.put_replicated(a, mesh) for a in input_pipeline.pad_to_batches(
+    test = tuple(sharding.put_replicated(a, mesh) for a in input_pipeline.pad_to_batches(
         features[:n_eval], labels[:n_eval], batch_size))
     num_eval_batches = test[1].shape[0] // batch_size
 
@@ -175,7 +178,7 @@ def reference_flops(config, spec, graphdef, tx, mesh, steps_per_epoch, num_examp
     from astrospectra_jax.models import conv
 
     with conv.xla_reference_paths():  # fresh jitted steps: traced anew, with XLA's paths
-        steps = train.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch,
+        steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch,
                                  num_examples, chunk)
         train_lowered = steps["device_chunk"].lower(state, *train_data, permutation, FOREVER)
         eval_lowered = steps["eval_batch"].lower(state, *test, np.int32(0))
@@ -260,9 +263,9 @@ def measure(name: str, size: int, args) -> dict:
     """One model at one size: both frameworks, interleaved; medians of examples/s."""
     batch_size = args.batch_size_224 if size == 224 and args.batch_size_224 else args.batch_size
     config = make_config(name, size, batch_size, args.dtype, args.steps_per_call, args.dataset)
-    spec = datasets.info(config.dataset)
+    spec = catalogue.info(config.dataset)
     if args.dataset:
-        features, labels = datasets.load_arrays(args.dataset, "train", data_dir=args.data_dir)
+        features, labels = catalogue.load_arrays(args.dataset, "train", data_dir=args.data_dir)
     else:
         features, labels = random_split(spec, max(args.num_examples, 2 * batch_size))
     runners = {"jax": jax_runner(config, features, labels)}
@@ -282,7 +285,7 @@ def measure(name: str, size: int, args) -> dict:
                                  f"{runners['torch'].params:,} parameters, the Flax model "
                                  f"{runners['jax'].params:,}")
     phases = ("train", "eval") if args.eval else ("train",)
-    chunk = train.resolve_steps_per_call(config)
+    chunk = training_steps.resolve_steps_per_call(config)
     steps = max(args.steps, chunk)
     steps -= steps % chunk  # whole chunks only
     for runner in runners.values():
@@ -404,7 +407,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batch-size-224", type=int, default=None,
                         help="batch size at 224 (default: --batch-size); e.g. 32 on CPU")
-    parser.add_argument("--dtype", choices=tuple(train.DTYPES), default="float32")
+    parser.add_argument("--dtype", choices=tuple(training_steps.DTYPES), default="float32")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed repeat")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up calls before timing")
     parser.add_argument("--repeats", type=int, default=3)
@@ -413,7 +416,7 @@ def parse_args(argv=None):
     parser.add_argument("--num-examples", type=int, default=4096,
                         help="size of the resident random training split")
     parser.add_argument("--dataset", default=None,
-                        help="train on this TFDS dataset (datasets.load_arrays) instead")
+                        help="train on this TFDS dataset (catalogue.load_arrays) instead")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--no-eval", dest="eval", action="store_false")
     parser.add_argument("--no-torch", action="store_true")

@@ -10,7 +10,7 @@ from ml_collections import config_dict
 
 def get_base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.kind = "deep"  # "classical" configs go to astrospectra_jax.classical instead
+    config.kind = "deep"  # "classical" configs go to astrospectra_jax.classical.grid instead
 
     # TFDS name: astrospectra_mnist/{v1,v2}[_synthetic[_mini]], line_astro_spectra/...
     config.dataset = "astrospectra_mnist/v2"

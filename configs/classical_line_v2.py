@@ -20,11 +20,11 @@ synthetic variant).
 Runtime and accuracy: see README.
 """
 
-from astrospectra_jax import classical
+from astrospectra_jax.classical import grid
 
 
 def get_config():
-    config = classical.base_config()
+    config = grid.base_config()
     config.dataset = "line_astro_spectra/v2"
     config.time_budget_s = 14400.0  # per configuration: about four hours; 0 = no limit
     return config

@@ -15,11 +15,11 @@ configurations are read back from ``<workdir>/classical_store/``. On a Dask clus
 Runtime and accuracy: see README.
 """
 
-from astrospectra_jax import classical
+from astrospectra_jax.classical import grid
 
 
 def get_config():
-    config = classical.base_config()
+    config = grid.base_config()
     config.dataset = "astrospectra_mnist/v1"
     config.time_budget_s = 3600.0  # per configuration: about an hour; 0 = no limit
     return config

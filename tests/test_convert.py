@@ -12,7 +12,8 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from astrospectra_jax import convert, lamost, spectra
+from astrospectra_jax import convert
+from astrospectra_jax.data import lamost, layout, recipe, sources, tasks
 
 
 def _read_csv(path):
@@ -29,24 +30,24 @@ def _manifest_letters(lamost_dir):
 
 def _check_layout(out, task, counts):
     """Files on disk agree with each other and with ``counts``; returns {split: (names, labels)}."""
-    folder, lines = convert.kaggle_dir(out, task), convert.line_dir(out, task)
+    folder, lines = layout.kaggle_dir(out, task), layout.line_dir(out, task)
     assert sorted(os.listdir(folder)) == sorted(
         [f"train_images{task}", f"test_images{task}", f"train_labels{task}.csv",
          f"test_labels{task}.csv"])
     result = {}
     for split in ("train", "test"):
-        rows = _read_csv(convert.labels_csv(folder, split, task))
+        rows = _read_csv(layout.labels_csv(folder, split, task))
         names = [name for name, _ in rows]
         labels = np.array([label for _, label in rows])
         assert len(rows) == counts[split]
-        assert sorted(os.listdir(convert.images_dir(folder, split, task))) == sorted(names)
+        assert sorted(os.listdir(layout.images_dir(folder, split, task))) == sorted(names)
         assert set(labels) <= {1, 2, 3}
-        image = Image.open(convert.images_dir(folder, split, task) / names[0])
+        image = Image.open(layout.images_dir(folder, split, task) / names[0])
         assert (image.mode, image.size) == ("L", (28, 28))
-        ids, line_vectors, line_labels = convert.read_line_file(
-            convert.line_file(lines, split, task))
+        ids, line_vectors, line_labels = layout.read_line_file(
+            layout.line_file(lines, split, task))
         assert [f"{i}.png" for i in ids] == names
-        assert line_vectors.shape == (counts[split], spectra.LINE_SIZE)
+        assert line_vectors.shape == (counts[split], recipe.LINE_SIZE)
         np.testing.assert_array_equal(line_labels, labels - 1)
         result[split] = (names, labels)
     assert not set(result["train"][0]) & set(result["test"][0])
@@ -56,7 +57,7 @@ def _check_layout(out, task, counts):
 def test_fits_v2_layout_counts_stratification_and_skipped(lamost_dir, tmp_path):
     letters = _manifest_letters(lamost_dir)
     usable = {k: v for k, v in letters.items() if k in "FGK"}
-    counts, skipped = convert.convert_fits(tmp_path, lamost_dir, "v2", test_fraction=0.15,
+    counts, skipped = sources.convert_fits(tmp_path, lamost_dir, "v2", test_fraction=0.15,
                                            seed=0, progress=False)
     assert counts["train"] + counts["test"] == sum(usable.values())
     assert abs(counts["test"] - 0.15 * sum(usable.values())) <= 1
@@ -72,8 +73,8 @@ def test_fits_v2_layout_counts_stratification_and_skipped(lamost_dir, tmp_path):
     # A and M stars are skipped and counted as such; nothing else is.
     others = {k: v for k, v in letters.items() if k not in "FGK"}
     assert set(others) >= {"A", "M"}
-    assert skipped.count() == skipped.count(convert.SKIP_CLASS) == sum(others.values())
-    assert collections.Counter(d for _, d in skipped.reasons[convert.SKIP_CLASS]) == others
+    assert skipped.count() == skipped.count(sources.SKIP_CLASS) == sum(others.values())
+    assert collections.Counter(d for _, d in skipped.reasons[sources.SKIP_CLASS]) == others
     assert f"class not in task: {sum(others.values())} (A: {others['A']}, M: {others['M']})" \
         in skipped.summary()
 
@@ -81,9 +82,9 @@ def test_fits_v2_layout_counts_stratification_and_skipped(lamost_dir, tmp_path):
     name, label = splits["train"][0][0], splits["train"][1][0]
     path = next(lamost_dir.rglob(name.replace(".png", ".fits*")))
     spectrum = lamost.read_spectrum(path)
-    png = np.asarray(Image.open(convert.images_dir(convert.kaggle_dir(tmp_path, "v2"), "train",
+    png = np.asarray(Image.open(layout.images_dir(layout.kaggle_dir(tmp_path, "v2"), "train",
                                                    "v2") / name))
-    np.testing.assert_array_equal(png, spectra.image(spectrum.on_grid()))
+    np.testing.assert_array_equal(png, recipe.image(spectrum.on_grid()))
     assert "FGK"[label - 1] == spectrum.subclass[0]
 
 
@@ -94,10 +95,10 @@ def test_fits_with_catalogue_overrides_headers(lamost_dir, tmp_path):
         writer = csv.writer(f)
         writer.writerow(["filename", "Label"])
         writer.writerows([p.name, 1 + i % 3] for i, p in enumerate(paths))
-    counts, skipped = convert.convert_fits(tmp_path / "out", lamost_dir / "dr8", "v2",
+    counts, skipped = sources.convert_fits(tmp_path / "out", lamost_dir / "dr8", "v2",
                                            labels=catalogue, progress=False)
     assert counts["train"] + counts["test"] == 30
-    assert skipped.count(convert.SKIP_NO_LABEL) == len(lamost.find_spectra(lamost_dir / "dr8")) - 30
+    assert skipped.count(sources.SKIP_NO_LABEL) == len(lamost.find_spectra(lamost_dir / "dr8")) - 30
     splits = _check_layout(tmp_path / "out", "v2", counts)
     expected = {p.name.split(".")[0]: 1 + i % 3 for i, p in enumerate(paths)}
     for names, labels in splits.values():
@@ -122,88 +123,87 @@ def test_unusable_files_are_skipped_with_reasons(tmp_path):
     (tmp_path / "sub").mkdir()
     _write_fits(tmp_path / "sub" / "good-f.fits", subclass="F5")  # same name again
     (tmp_path / "broken.fits").write_bytes(b"SIMPLE  = nonsense")
-    examples, skipped, n_files = convert.read_fits_folder(tmp_path, "v2", progress=False)
+    examples, skipped, n_files = sources.read_fits_folder(tmp_path, "v2", progress=False)
     assert n_files == 6
     assert list(examples.ids) == ["good-f"] and list(examples.labels) == [0]
     assert {reason: len(items) for reason, items in skipped.reasons.items()} == {
-        convert.SKIP_UNREADABLE: 1, convert.SKIP_BAD_PIXELS: 1, convert.SKIP_CLASS: 1,
-        convert.SKIP_NO_LABEL: 1, convert.SKIP_DUPLICATE: 1}
+        sources.SKIP_UNREADABLE: 1, sources.SKIP_BAD_PIXELS: 1, sources.SKIP_CLASS: 1,
+        sources.SKIP_NO_LABEL: 1, sources.SKIP_DUPLICATE: 1}
     summary = skipped.summary(n_files)
     assert "broken.fits" in summary and "bad-pixels.fits" in summary and "(g: 1)" in summary
 
 
 def test_class_of():
-    assert convert.class_of("v2", "STAR", "G5") == "G"
-    assert convert.class_of("v2", "STAR", "gM0") == "g"  # giants are written in lower case
-    assert convert.class_of("v2", "GALAXY", None) == "GALAXY"
-    assert convert.class_of("v1", "qso", None) == "QSO"
-    assert convert.class_of("v1", None, "G5") is None
+    assert tasks.class_of("v2", "STAR", "G5") == "G"
+    assert tasks.class_of("v2", "STAR", "gM0") == "g"  # giants are written in lower case
+    assert tasks.class_of("v2", "GALAXY", None) == "GALAXY"
+    assert tasks.class_of("v1", "qso", None) == "QSO"
+    assert tasks.class_of("v1", None, "G5") is None
     with pytest.raises(ValueError, match="v1, v2"):
-        convert.class_of("v3", "STAR", "G5")
+        tasks.class_of("v3", "STAR", "G5")
 
 
 def test_catalogue_needs_key_and_label_columns(tmp_path):
     bad = tmp_path / "cat.csv"
     bad.write_text("ra,dec\n1,2\n")
     with pytest.raises(ValueError, match="cat.csv.*key column"):
-        convert.read_catalogue(bad, "v2")
+        sources.read_catalogue(bad, "v2")
     good = tmp_path / "good.csv"
     good.write_text("obsid,subclass\n103232,K5\n5,3\n6,STAR\n")
-    assert convert.read_catalogue(good, "v2") == {"103232": "K", "5": "K", "6": "STAR"}
+    assert sources.read_catalogue(good, "v2") == {"103232": "K", "5": "K", "6": "STAR"}
 
 
 def test_synthetic_small_is_the_recipe_of_the_simulator(tmp_path):
-    from astrospectra_jax import synthetic
+    from astrospectra_jax.data import simulator
 
-    assert convert.CLASS_NAMES == {k: tuple(v) for k, v in synthetic.CLASS_NAMES.items()}
     assert convert.main(["synthetic", "--task", "v1", "--train", "40", "--test", "20",
                          "--seed", "3", "--out", str(tmp_path), "--no-progress"]) == 0
     splits = _check_layout(tmp_path, "v1", {"train": 40, "test": 20})
     for split, n in (("train", 40), ("test", 20)):
-        sim = synthetic.simulate("v1", n, convert.chunk_seed(3, split, 0))
-        ids, lines, labels = convert.read_line_file(
-            convert.line_file(convert.line_dir(tmp_path, "v1"), split, "v1"))
+        sim = simulator.simulate("v1", n, sources.chunk_seed(3, split, 0))
+        ids, lines, labels = layout.read_line_file(
+            layout.line_file(layout.line_dir(tmp_path, "v1"), split, "v1"))
         np.testing.assert_array_equal(labels, sim.labels)
-        np.testing.assert_allclose(lines, spectra.line_vector(sim.flux), rtol=1e-6)
-        png = Image.open(convert.images_dir(convert.kaggle_dir(tmp_path, "v1"), split, "v1")
+        np.testing.assert_allclose(lines, recipe.line_vector(sim.flux), rtol=1e-6)
+        png = Image.open(layout.images_dir(layout.kaggle_dir(tmp_path, "v1"), split, "v1")
                          / splits[split][0][5])
-        np.testing.assert_array_equal(np.asarray(png), spectra.image(sim.flux[5]))
+        np.testing.assert_array_equal(np.asarray(png), recipe.image(sim.flux[5]))
     train_lines, test_lines = (
-        convert.read_line_file(convert.line_file(convert.line_dir(tmp_path, "v1"), split, "v1"))[1]
+        layout.read_line_file(layout.line_file(layout.line_dir(tmp_path, "v1"), split, "v1"))[1]
         for split in ("train", "test"))
     assert not np.allclose(train_lines[:20], test_lines)  # different seeds per split
 
 
 def test_chunk_seeds_differ():
-    seeds = {convert.chunk_seed(s, split, c) for s in (0, 1) for split in convert.SPLITS
+    seeds = {sources.chunk_seed(s, split, c) for s in (0, 1) for split in tasks.SPLITS
              for c in range(3)}
     assert len(seeds) == 12
 
 
 def test_stratified_split_is_seeded():
     labels = np.repeat([0, 1, 2], [50, 30, 20])
-    a = convert.stratified_split(labels, 0.2, seed=0)
-    b = convert.stratified_split(labels, 0.2, seed=0)
-    c = convert.stratified_split(labels, 0.2, seed=1)
+    a = sources.stratified_split(labels, 0.2, seed=0)
+    b = sources.stratified_split(labels, 0.2, seed=0)
+    c = sources.stratified_split(labels, 0.2, seed=1)
     np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[1], c[1])
     assert np.bincount(labels[a[1]]).tolist() == [10, 6, 4]
     with pytest.raises(ValueError, match="per class"):
-        convert.stratified_split(np.array([0, 0, 0, 1]), 0.5, seed=0)
+        sources.stratified_split(np.array([0, 0, 0, 1]), 0.5, seed=0)
 
 
 def _splits(n_train, n_test):
     """Made-up examples for ``write_layout``: ids a0.. (train) and b0.. (test)."""
     def examples(n, prefix):
-        flux = np.random.default_rng(n).uniform(1, 2, (n, spectra.GRID_SIZE))
-        return convert.examples_from_grid([f"{prefix}{i}" for i in range(n)], flux,
+        flux = np.random.default_rng(n).uniform(1, 2, (n, recipe.GRID_SIZE))
+        return sources.examples_from_grid([f"{prefix}{i}" for i in range(n)], flux,
                                           np.arange(n) % 3)
     return {"train": [examples(n_train, "a")], "test": [examples(n_test, "b")]}
 
 
 def test_interrupted_conversion_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     calls = {"n": 0}
-    original = convert._write_png
+    original = layout._write_png
 
     def failing(path, image):
         calls["n"] += 1
@@ -213,37 +213,37 @@ def test_interrupted_conversion_leaves_nothing_that_looks_complete(tmp_path, mon
 
     monkeypatch.setattr(convert, "_write_png", failing)
     with pytest.raises(KeyboardInterrupt):
-        convert.write_layout(tmp_path, "v2", _splits(5, 5), progress=False)
+        layout.write_layout(tmp_path, "v2", _splits(5, 5), progress=False)
     assert calls["n"] == 7
     assert os.listdir(tmp_path) == []  # neither output folder nor the temporary one
 
 
 def test_existing_output_is_kept_unless_overwrite(tmp_path, monkeypatch):
-    convert.write_layout(tmp_path, "v2", _splits(4, 2), progress=False)
+    layout.write_layout(tmp_path, "v2", _splits(4, 2), progress=False)
     with pytest.raises(FileExistsError, match="--overwrite"):
-        convert.write_layout(tmp_path, "v2", _splits(3, 3), progress=False)
+        layout.write_layout(tmp_path, "v2", _splits(3, 3), progress=False)
     # A failing overwrite leaves the old output as it was.
     monkeypatch.setattr(convert, "_write_png", lambda path, image: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        convert.write_layout(tmp_path, "v2", _splits(3, 3), overwrite=True, progress=False)
+        layout.write_layout(tmp_path, "v2", _splits(3, 3), overwrite=True, progress=False)
     _check_layout(tmp_path, "v2", {"train": 4, "test": 2})
     monkeypatch.undo()
-    convert.write_layout(tmp_path, "v2", _splits(3, 1), overwrite=True, progress=False)
+    layout.write_layout(tmp_path, "v2", _splits(3, 1), overwrite=True, progress=False)
     _check_layout(tmp_path, "v2", {"train": 3, "test": 1})
     assert sorted(os.listdir(tmp_path)) == ["AstroSpectra-MNIST", "LineAstroSpectra"]
 
 
 def test_encode_png_round_trips():
     image = np.arange(784, dtype=np.uint8).reshape(28, 28)
-    decoded = Image.open(io.BytesIO(convert.encode_png(image)))
+    decoded = Image.open(io.BytesIO(layout.encode_png(image)))
     assert decoded.mode == "L"
     np.testing.assert_array_equal(np.asarray(decoded), image)
 
 
 def test_simulation_does_not_depend_on_the_number_of_workers(monkeypatch):
     monkeypatch.setattr(convert, "SIMULATION_CHUNK", 40)  # 3 chunks of 40, 40, 20
-    serial = list(convert.simulated_examples("v2", 100, 5, "test", workers=1))
-    parallel = list(convert.simulated_examples("v2", 100, 5, "test", workers=2))
+    serial = list(sources.simulated_examples("v2", 100, 5, "test", workers=1))
+    parallel = list(sources.simulated_examples("v2", 100, 5, "test", workers=2))
     assert [len(c) for c in parallel] == [40, 40, 20]
     for a, b in zip(serial, parallel):
         for field in ("ids", "images", "lines", "labels"):

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from astrospectra_jax import input_pipeline as ip
+from astrospectra_jax.training import input_pipeline as ip
+from astrospectra_jax.training import sharding
 
 
 def test_epoch_permutation_is_a_deterministic_permutation_per_seed_and_epoch():
@@ -87,12 +88,12 @@ def test_pad_to_batches_masks_exactly_the_padding(n, batch, total):
 
 
 def test_replicated_split_and_batch_sharding_over_the_mesh():
-    mesh = ip.make_mesh()
+    mesh = sharding.make_mesh()
     assert mesh.shape == {"data": jax.device_count()}
     data = np.arange(64, dtype=np.int32)
-    on_device = ip.put_replicated(data, mesh)
+    on_device = sharding.put_replicated(data, mesh)
     assert on_device.sharding.is_fully_replicated
     np.testing.assert_array_equal(np.asarray(on_device), data)
-    batch = ip.global_batch(np.arange(8 * jax.device_count(), dtype=np.float32), mesh)
+    batch = sharding.global_batch(np.arange(8 * jax.device_count(), dtype=np.float32), mesh)
     assert batch.shape == (8 * jax.device_count(),)
-    assert batch.sharding.spec == ip.batch_sharded(mesh).spec
+    assert batch.sharding.spec == sharding.batch_sharded(mesh).spec

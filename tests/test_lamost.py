@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from astrospectra_jax import lamost, spectra
+from astrospectra_jax.data import lamost, recipe
 
 LAYOUT_OF_FOLDER = {"dr1": "DR1", "dr8": "DR8", "dr10": "DR10"}
 
@@ -215,7 +215,7 @@ def test_poor_coverage_fails_on_grid_naming_the_file(sample, tmp_path):
     s = lamost.read_spectrum(path)  # readable, but not usable for the recipe
     with pytest.raises(lamost.LamostReadError, match="holey.fits") as info:
         s.on_grid()
-    assert isinstance(info.value, spectra.BadSpectrumError)
+    assert isinstance(info.value, recipe.BadSpectrumError)
 
 
 def test_missing_file_and_folder(tmp_path):

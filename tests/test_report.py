@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astrospectra_jax import classical, paper, report, suite
+from astrospectra_jax import paper, suite
+from astrospectra_jax.classical import grid
+from astrospectra_jax.report import build as report
 
 MINI = "astrospectra_mnist/v2_synthetic_mini"
 TINY = ["num_epochs=1", "max_steps=4", "batch_size=32", "steps_per_call=2",
@@ -43,11 +45,11 @@ def runs(tmp_path_factory) -> dict:
     results["accuracy"] = round(results["accuracy"] - 0.05, 6)
     (copy / "results.json").write_text(json.dumps(results))
 
-    config = classical.base_config()
+    config = grid.base_config()
     config.dataset, config.data_dir = MINI, data_dir
     config.rows, config.n_jobs, config.time_budget_s = CLASSICAL_ROWS, 1, 0.0
     config.train_subsample = CLASSICAL_TRAIN
-    classical.run(config, str(runs_dir / "classical_v2_mini"))
+    grid.run(config, str(runs_dir / "classical_v2_mini"))
     return {"dir": runs_dir, "data_dir": data_dir,
             "deep": [lenet, copy, planned[1].workdir]}
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from astrospectra_jax import spectra
+from astrospectra_jax.data import recipe
 
 RNG = np.random.default_rng(0)
 
@@ -18,32 +18,32 @@ def linear(wavelength):
 
 
 def test_grid_endpoints_and_size():
-    assert spectra.GRID.shape == (spectra.GRID_SIZE,) == (3601,)
-    assert spectra.GRID[0] == 3700.0
-    assert spectra.GRID[-1] == 9100.0
-    np.testing.assert_allclose(np.diff(spectra.GRID), 1.5, rtol=0, atol=1e-9)
+    assert recipe.GRID.shape == (recipe.GRID_SIZE,) == (3601,)
+    assert recipe.GRID[0] == 3700.0
+    assert recipe.GRID[-1] == 9100.0
+    np.testing.assert_allclose(np.diff(recipe.GRID), 1.5, rtol=0, atol=1e-9)
 
 
 def test_to_grid_of_a_linear_function_is_exact():
     wl = lamost_like_wavelengths()
-    out = spectra.to_grid(wl, linear(wl))
+    out = recipe.to_grid(wl, linear(wl))
     assert out.shape == (3601,) and out.dtype == np.float32
-    np.testing.assert_allclose(out, linear(spectra.GRID), rtol=1e-6)
+    np.testing.assert_allclose(out, linear(recipe.GRID), rtol=1e-6)
 
 
 def test_to_grid_accepts_unsorted_input():
     wl = lamost_like_wavelengths()
     order = RNG.permutation(wl.size)
-    out = spectra.to_grid(wl[order], linear(wl)[order])
-    np.testing.assert_allclose(out, linear(spectra.GRID), rtol=1e-6)
+    out = recipe.to_grid(wl[order], linear(wl)[order])
+    np.testing.assert_allclose(out, linear(recipe.GRID), rtol=1e-6)
 
 
 def test_to_grid_holds_edge_values_beyond_the_data():
     wl = np.linspace(3500.0, 8000.0, 3000)
-    out = spectra.to_grid(wl, linear(wl))
-    beyond = spectra.GRID > 8000.0
+    out = recipe.to_grid(wl, linear(wl))
+    beyond = recipe.GRID > 8000.0
     np.testing.assert_allclose(out[beyond], linear(8000.0), rtol=1e-6)
-    np.testing.assert_allclose(out[~beyond], linear(spectra.GRID[~beyond]), rtol=1e-6)
+    np.testing.assert_allclose(out[~beyond], linear(recipe.GRID[~beyond]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("how", ["ivar", "ormask", "nan", "inf"])
@@ -61,10 +61,10 @@ def test_masked_pixels_are_bridged_from_neighbours(how):
         ormask[bad] = 4
     else:
         flux[bad] = np.nan if how == "nan" else np.inf
-    out = spectra.to_grid(wl, flux, ivar, ormask)
+    out = recipe.to_grid(wl, flux, ivar, ormask)
     assert np.all(np.isfinite(out))
     # Linear data bridged linearly between good neighbours is exact.
-    np.testing.assert_allclose(out, linear(spectra.GRID), rtol=1e-6)
+    np.testing.assert_allclose(out, linear(recipe.GRID), rtol=1e-6)
 
 
 def test_unmasked_spike_does_reach_the_grid():
@@ -72,50 +72,50 @@ def test_unmasked_spike_does_reach_the_grid():
     wl = lamost_like_wavelengths()
     flux = linear(wl)
     flux[1500] = 1e6
-    assert spectra.to_grid(wl, flux).max() > 1e5
+    assert recipe.to_grid(wl, flux).max() > 1e5
 
 
 def test_good_pixels():
     flux = np.array([1.0, np.nan, 1.0, 1.0, np.inf, 1.0])
     ivar = np.array([1.0, 1.0, 0.0, -1.0, 1.0, 1.0])
     ormask = np.array([0, 0, 0, 0, 0, 0])
-    np.testing.assert_array_equal(spectra.good_pixels(flux, ivar, ormask),
+    np.testing.assert_array_equal(recipe.good_pixels(flux, ivar, ormask),
                                   [True, False, False, False, False, True])
     ormask[0] = 1
-    assert not spectra.good_pixels(flux, ivar, ormask)[0]
-    np.testing.assert_array_equal(spectra.good_pixels(flux), np.isfinite(flux))
+    assert not recipe.good_pixels(flux, ivar, ormask)[0]
+    np.testing.assert_array_equal(recipe.good_pixels(flux), np.isfinite(flux))
 
 
 def test_too_little_coverage_raises_naming_the_spectrum():
     wl = lamost_like_wavelengths()
     ivar = np.ones_like(wl)
     ivar[(wl > 4000.0) & (wl < 8000.0)] = 0.0  # a 4000 A hole: ~26% of the grid left
-    with pytest.raises(spectra.BadSpectrumError, match="spec-1234.fits"):
-        spectra.to_grid(wl, linear(wl), ivar, name="spec-1234.fits")
+    with pytest.raises(recipe.BadSpectrumError, match="spec-1234.fits"):
+        recipe.to_grid(wl, linear(wl), ivar, name="spec-1234.fits")
     # The same spectrum passes with a lower threshold.
-    out = spectra.to_grid(wl, linear(wl), ivar, name="spec-1234.fits", min_good_fraction=0.2)
+    out = recipe.to_grid(wl, linear(wl), ivar, name="spec-1234.fits", min_good_fraction=0.2)
     assert np.all(np.isfinite(out))
 
 
 def test_short_wavelength_range_is_rejected():
     wl = np.linspace(3700.0, 5000.0, 1000)  # 24% of the grid
-    with pytest.raises(spectra.BadSpectrumError, match="short-one"):
-        spectra.to_grid(wl, linear(wl), name="short-one")
+    with pytest.raises(recipe.BadSpectrumError, match="short-one"):
+        recipe.to_grid(wl, linear(wl), name="short-one")
 
 
 def test_all_bad_or_mismatched_input_is_rejected():
     wl = lamost_like_wavelengths()
-    with pytest.raises(spectra.BadSpectrumError, match="all-nan"):
-        spectra.to_grid(wl, np.full(wl.size, np.nan), name="all-nan")
-    with pytest.raises(spectra.BadSpectrumError, match="mismatch"):
-        spectra.to_grid(wl, np.ones(wl.size - 1), name="mismatch")
+    with pytest.raises(recipe.BadSpectrumError, match="all-nan"):
+        recipe.to_grid(wl, np.full(wl.size, np.nan), name="all-nan")
+    with pytest.raises(recipe.BadSpectrumError, match="mismatch"):
+        recipe.to_grid(wl, np.ones(wl.size - 1), name="mismatch")
 
 
 def direct_line_vector(flux):
     """Per output index k: mean of flux[5k-2 .. 5k+2], indices clipped to the array."""
     n = flux.shape[-1]
-    out = np.empty(spectra.LINE_SIZE)
-    for k in range(spectra.LINE_SIZE):
+    out = np.empty(recipe.LINE_SIZE)
+    for k in range(recipe.LINE_SIZE):
         idx = np.clip(np.arange(5 * k - 2, 5 * k + 3), 0, n - 1)
         out[k] = flux[idx].mean()
     return out
@@ -123,7 +123,7 @@ def direct_line_vector(flux):
 
 def test_line_vector_matches_a_direct_mean():
     flux = RNG.normal(size=3601)
-    out = spectra.line_vector(flux)
+    out = recipe.line_vector(flux)
     assert out.shape == (721,) and out.dtype == np.float32
     np.testing.assert_allclose(out, direct_line_vector(flux), rtol=1e-5, atol=1e-6)
     # Edge padding spelled out at both ends.
@@ -134,14 +134,14 @@ def test_line_vector_matches_a_direct_mean():
 
 def test_line_vector_batch_is_per_item():
     batch = RNG.normal(size=(4, 3601))
-    out = spectra.line_vector(batch)
+    out = recipe.line_vector(batch)
     assert out.shape == (4, 721) and out.dtype == np.float32
     for item, row in zip(batch, out):
-        np.testing.assert_array_equal(row, spectra.line_vector(item))
+        np.testing.assert_array_equal(row, recipe.line_vector(item))
 
 
 def test_line_vector_of_a_constant_is_constant():
-    np.testing.assert_allclose(spectra.line_vector(np.full(3601, 7.5)), 7.5)
+    np.testing.assert_allclose(recipe.line_vector(np.full(3601, 7.5)), 7.5)
 
 
 def direct_binned_means(flux):
@@ -153,16 +153,16 @@ def direct_binned_means(flux):
 
 def test_binned_means_match_a_loop_over_the_edges():
     flux = RNG.normal(size=3601)
-    out = spectra.binned_means(flux)
+    out = recipe.binned_means(flux)
     assert out.shape == (784,)
     np.testing.assert_allclose(out, direct_binned_means(flux), rtol=1e-12, atol=1e-12)
     batch = RNG.normal(size=(3, 3601))
-    np.testing.assert_allclose(spectra.binned_means(batch),
+    np.testing.assert_allclose(recipe.binned_means(batch),
                                np.stack([direct_binned_means(f) for f in batch]), rtol=1e-12)
 
 
 def test_image_shape_dtype_and_range():
-    img = spectra.image(RNG.normal(size=3601))
+    img = recipe.image(RNG.normal(size=3601))
     assert img.shape == (28, 28) and img.dtype == np.uint8
     assert img.min() == 0 and img.max() == 255
 
@@ -171,11 +171,11 @@ def test_image_equals_scaled_binned_means():
     flux = RNG.normal(size=3601)
     means = direct_binned_means(flux)
     expected = np.rint((means - means.min()) / (means.max() - means.min()) * 255)
-    np.testing.assert_array_equal(spectra.image(flux), expected.reshape(28, 28))
+    np.testing.assert_array_equal(recipe.image(flux), expected.reshape(28, 28))
 
 
 def test_image_of_a_ramp_increases_row_by_row():
-    img = spectra.image(np.arange(3601, dtype=np.float64))
+    img = recipe.image(np.arange(3601, dtype=np.float64))
     flat = img.ravel()  # row-major: row r holds bins 28r .. 28r+27
     assert flat[0] == 0 and flat[-1] == 255
     assert np.all(np.diff(flat.astype(int)) >= 0)
@@ -190,26 +190,26 @@ def test_image_puts_bin_r28_plus_c_at_row_r_column_c():
     for r, c in [(0, 0), (3, 5), (0, 27), (27, 0), (27, 27)]:
         b = r * 28 + c
         flux = np.where((index >= edges[b]) & (index < edges[b + 1]), 1.0, 0.0)
-        img = spectra.image(flux)
+        img = recipe.image(flux)
         assert img[r, c] == 255
         assert np.count_nonzero(img) == 1, (r, c)
 
 
 def test_flat_spectrum_gives_a_zero_image():
-    img = spectra.image(np.full(3601, 3.0))
+    img = recipe.image(np.full(3601, 3.0))
     assert img.dtype == np.uint8 and not img.any()
 
 
 def test_image_batch_is_per_item():
     batch = np.concatenate([RNG.normal(size=(3, 3601)), np.full((1, 3601), 2.0)])
-    imgs = spectra.image(batch)
+    imgs = recipe.image(batch)
     assert imgs.shape == (4, 28, 28) and imgs.dtype == np.uint8
     for item, img in zip(batch, imgs):
-        np.testing.assert_array_equal(img, spectra.image(item))
+        np.testing.assert_array_equal(img, recipe.image(item))
     assert not imgs[-1].any()
 
 
-@pytest.mark.parametrize("func", [spectra.line_vector, spectra.binned_means, spectra.image])
+@pytest.mark.parametrize("func", [recipe.line_vector, recipe.binned_means, recipe.image])
 def test_wrong_length_is_rejected(func):
-    with pytest.raises(spectra.BadSpectrumError, match="3601"):
+    with pytest.raises(recipe.BadSpectrumError, match="3601"):
         func(np.zeros(3600))

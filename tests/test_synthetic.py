@@ -5,19 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from astrospectra_jax import spectra, synthetic
+from astrospectra_jax.data import recipe, simulator, tasks
 
-GRID = spectra.GRID
+GRID = recipe.GRID
 
 
 @pytest.fixture(scope="module")
 def stars():
-    return synthetic.simulate("v2", 1200, seed=3)
+    return simulator.simulate("v2", 1200, seed=3)
 
 
 @pytest.fixture(scope="module")
 def mixed():
-    return synthetic.simulate("v1", 1200, seed=4)
+    return simulator.simulate("v1", 1200, seed=4)
 
 
 def _rank(values):
@@ -33,10 +33,10 @@ def _band(flux, lo, hi):
 
 @pytest.mark.parametrize("task", ["v1", "v2"])
 def test_shapes_dtypes_labels_and_balance(task):
-    sim = synthetic.simulate(task, 301, seed=0)
+    sim = simulator.simulate(task, 301, seed=0)
     assert sim.task == task
-    assert sim.class_names == synthetic.CLASS_NAMES[task]
-    assert sim.flux.shape == (301, spectra.GRID_SIZE) and sim.flux.dtype == np.float32
+    assert sim.class_names == tasks.CLASS_NAMES[task]
+    assert sim.flux.shape == (301, recipe.GRID_SIZE) and sim.flux.dtype == np.float32
     assert sim.labels.shape == (301,) and sim.labels.dtype == np.int32
     assert set(np.unique(sim.labels)) == {0, 1, 2}
     assert sorted(np.bincount(sim.labels)) == [100, 100, 101]
@@ -47,32 +47,32 @@ def test_shapes_dtypes_labels_and_balance(task):
 
 
 def test_class_fractions_are_followed_exactly():
-    sim = synthetic.simulate("v1", 200, seed=1, class_fractions=(0.5, 0.3, 0.2))
+    sim = simulator.simulate("v1", 200, seed=1, class_fractions=(0.5, 0.3, 0.2))
     assert np.bincount(sim.labels).tolist() == [100, 60, 40]
 
 
 @pytest.mark.parametrize("bad", [(1.0, 1.0), (0.5, -0.1, 0.6), (0.0, 0.0, 0.0), (np.nan, 1, 1)])
 def test_bad_class_fractions_raise(bad):
     with pytest.raises(ValueError, match="class_fractions"):
-        synthetic.simulate("v2", 10, seed=0, class_fractions=bad)
+        simulator.simulate("v2", 10, seed=0, class_fractions=bad)
 
 
 def test_unknown_task_names_the_known_ones():
     with pytest.raises(ValueError, match=r"'v3'.*v1, v2"):
-        synthetic.simulate("v3", 10, seed=0)
+        simulator.simulate("v3", 10, seed=0)
 
 
 def test_negative_n_raises_and_zero_is_empty():
     with pytest.raises(ValueError, match="n must be"):
-        synthetic.simulate("v2", -1, seed=0)
-    empty = synthetic.simulate("v2", 0, seed=0)
-    assert empty.flux.shape == (0, spectra.GRID_SIZE) and empty.labels.shape == (0,)
+        simulator.simulate("v2", -1, seed=0)
+    empty = simulator.simulate("v2", 0, seed=0)
+    assert empty.flux.shape == (0, recipe.GRID_SIZE) and empty.labels.shape == (0,)
 
 
 def test_same_seed_same_spectra_different_seed_different():
-    a = synthetic.simulate("v1", 64, seed=7)
-    b = synthetic.simulate("v1", 64, seed=7)
-    c = synthetic.simulate("v1", 64, seed=8)
+    a = simulator.simulate("v1", 64, seed=7)
+    b = simulator.simulate("v1", 64, seed=7)
+    c = simulator.simulate("v1", 64, seed=8)
     np.testing.assert_array_equal(a.flux, b.flux)
     np.testing.assert_array_equal(a.labels, b.labels)
     assert a.params.keys() == b.params.keys()
@@ -82,7 +82,7 @@ def test_same_seed_same_spectra_different_seed_different():
 
 
 def test_chunking_covers_every_spectrum():
-    sim = synthetic.simulate("v1", 50, seed=2, chunk_size=16)
+    sim = simulator.simulate("v1", 50, seed=2, chunk_size=16)
     assert np.all(np.isfinite(sim.flux))
     assert np.all(np.median(sim.flux, axis=1) > 0)
 
@@ -177,8 +177,8 @@ def test_galaxy_types_differ_in_the_4000_break(mixed):
         d4000.append(nu_flux[(lam > 4000) & (lam < 4100)].mean()
                      / nu_flux[(lam > 3850) & (lam < 3950)].mean())
     d4000, kind = np.array(d4000), p["galaxy_type"][index]
-    passive = np.median(d4000[kind == synthetic.GALAXY_TYPES.index("passive")])
-    forming = np.median(d4000[kind == synthetic.GALAXY_TYPES.index("star_forming")])
+    passive = np.median(d4000[kind == simulator.GALAXY_TYPES.index("passive")])
+    forming = np.median(d4000[kind == simulator.GALAXY_TYPES.index("star_forming")])
     assert passive > 1.6 and forming < 1.4
 
 
@@ -214,8 +214,8 @@ def test_v1_parameters_apply_only_where_they_should(mixed):
 # ---------------------------------------------------------------------------- through the recipe
 
 def test_recipe_outputs_have_the_benchmark_shapes(mixed):
-    images = spectra.image(mixed.flux[:50])
-    vectors = spectra.line_vector(mixed.flux[:50])
+    images = recipe.image(mixed.flux[:50])
+    vectors = recipe.line_vector(mixed.flux[:50])
     assert images.shape == (50, 28, 28) and images.dtype == np.uint8
     assert vectors.shape == (50, 721) and vectors.dtype == np.float32
     assert np.all(np.isfinite(vectors))
@@ -225,7 +225,7 @@ def test_recipe_outputs_have_the_benchmark_shapes(mixed):
 # ---------------------------------------------------------------------------- realism
 
 def _normalised_line_vectors(flux):
-    vectors = spectra.line_vector(flux).astype(np.float64)
+    vectors = recipe.line_vector(flux).astype(np.float64)
     return vectors / np.median(vectors, axis=1, keepdims=True)
 
 
@@ -234,7 +234,7 @@ def test_classifier_trained_on_synthetic_classifies_real_lamost_stars(lamost_dir
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from astrospectra_jax import lamost
+    from astrospectra_jax.data import lamost
 
     fluxes, labels = [], []
     for path in lamost.find_spectra(lamost_dir):
@@ -245,7 +245,7 @@ def test_classifier_trained_on_synthetic_classifies_real_lamost_stars(lamost_dir
             labels.append("FGK".index(letter))
     labels = np.array(labels)
     assert labels.size > 100, "expected the real F/G/K spectra"
-    sim = synthetic.simulate("v2", 3000, seed=0)
+    sim = simulator.simulate("v2", 3000, seed=0)
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=500))
     model.fit(_normalised_line_vectors(sim.flux), sim.labels)
     accuracy = np.mean(model.predict(_normalised_line_vectors(np.array(fluxes))) == labels)

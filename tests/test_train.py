@@ -17,7 +17,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from astrospectra_jax import checkpointing, datasets, input_pipeline, train
+from astrospectra_jax.data import catalogue
+from astrospectra_jax.training import checkpointing, input_pipeline, sharding, train
+from astrospectra_jax.training import steps as training_steps
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the configs/ folder, as when running main.py from the repo
@@ -35,7 +37,7 @@ RESULT_FIELDS = ("accuracy", "per_class", "confusion_matrix", "class_names", "da
 def data_dir(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("tfds")
     for name in (DATASET, LINE_DATASET):
-        datasets.load_arrays(name, "train", data_dir=str(folder))  # builds every split once
+        catalogue.load_arrays(name, "train", data_dir=str(folder))  # builds every split once
     return str(folder)
 
 
@@ -101,16 +103,16 @@ def test_train_writes_checkpoints_metrics_and_results(reference):
 def test_evaluation_masks_the_padding_of_the_last_batch(data_dir):
     """300 test examples in batches of 32 (the last padded by 20) give the same loss, accuracy
     and predictions as batches of 30 that divide the split exactly."""
-    spec = datasets.info(DATASET)
-    mesh = input_pipeline.make_mesh()
+    spec = catalogue.info(DATASET)
+    mesh = sharding.make_mesh()
     results = {}
     for batch_size in (32, 30):
         config = tiny_config(data_dir, batch_size=batch_size)
-        tx, _ = train.make_optimizer(config, 37)
-        graphdef, state = train.init_state(config, spec, tx, mesh)
+        tx, _ = training_steps.make_optimizer(config, 37)
+        graphdef, state = training_steps.init_state(config, spec, tx, mesh)
         data = train._Data(config, spec, mesh)
         assert data.test[0].shape[0] == (320 if batch_size == 32 else 300)
-        steps = train.make_steps(config, spec, graphdef, tx, mesh, 37, 1200, 1)
+        steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, 37, 1200, 1)
         results[batch_size] = train.evaluate(data, steps["eval_batch"], state)
     padded, exact = results[32], results[30]
     assert len(padded["predictions"]) == 300
@@ -186,12 +188,12 @@ def test_batch_norm_and_dropout_state_survive_a_checkpoint_exactly(data_dir, tmp
     """Two chunks in a row, or one chunk, an Orbax save and restore, then the other: the same
     parameters, batch-norm statistics, dropout RNG state and optimizer state, bit for bit."""
     config = line_config(data_dir, steps_per_call=1)
-    spec = datasets.info(LINE_DATASET)
-    mesh = input_pipeline.make_mesh()
-    tx, _ = train.make_optimizer(config, 37)
-    graphdef, state = train.init_state(config, spec, tx, mesh)
+    spec = catalogue.info(LINE_DATASET)
+    mesh = sharding.make_mesh()
+    tx, _ = training_steps.make_optimizer(config, 37)
+    graphdef, state = training_steps.init_state(config, spec, tx, mesh)
     data = train._Data(config, spec, mesh)
-    steps = train.make_steps(config, spec, graphdef, tx, mesh, 37, 1200, 1)
+    steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, 37, 1200, 1)
     permutations = steps["epoch_permutations"](np.int32(0))
 
     def chunk(state):

@@ -27,7 +27,7 @@ import numpy as np
 from astropy.io import fits
 from PIL import Image
 
-from astrospectra_jax import convert, spectra
+from astrospectra_jax.data import layout, recipe, sources, tasks
 
 HERE = Path(__file__).resolve().parent
 SIZES = {"train": 6, "test": 3}  # per task, Kaggle dummy
@@ -53,18 +53,18 @@ def _png(path: Path, image: np.ndarray, mode: str = "L") -> None:
 
 
 def make_kaggle(root: Path, rng) -> None:
-    for task in convert.TASKS:
-        folder = convert.kaggle_dir(root, task)
+    for task in tasks.TASKS:
+        folder = layout.kaggle_dir(root, task)
         for split, n in SIZES.items():
-            images = convert.images_dir(folder, split, task)
+            images = layout.images_dir(folder, split, task)
             images.mkdir(parents=True)
             names = [f"{task}{split}{i:04d}" for i in range(n + 1)]  # the last one: unlisted
             labels = [1 + i % 3 for i in range(n)]
             for i, name in enumerate(names):
-                grid = _flux(spectra.GRID, "AFGK"[i % 4], rng)
-                _png(images / f"{name}.png", spectra.image(grid),
+                grid = _flux(recipe.GRID, "AFGK"[i % 4], rng)
+                _png(images / f"{name}.png", recipe.image(grid),
                      mode="RGB" if task == "v2" and i == 0 else "L")
-            with convert.labels_csv(folder, split, task).open("w", newline="") as f:
+            with layout.labels_csv(folder, split, task).open("w", newline="") as f:
                 writer = csv.writer(f)
                 if task == "v1":
                     writer.writerow(["Unnamed: 0", "file_name", "category"])
@@ -77,12 +77,12 @@ def make_line_npz(root: Path, rng) -> None:
     task = "v1"
     splits = {}
     for split, n in LINE_SIZES.items():
-        grid = np.stack([_flux(spectra.GRID, "AFGK"[i % 4], rng) for i in range(n)])
+        grid = np.stack([_flux(recipe.GRID, "AFGK"[i % 4], rng) for i in range(n)])
         ids = [f"line{task}{split}{i:04d}" for i in range(n)]
-        splits[split] = [convert.examples_from_grid(ids, grid, [i % 3 for i in range(n)])]
+        splits[split] = [sources.examples_from_grid(ids, grid, [i % 3 for i in range(n)])]
     with tempfile.TemporaryDirectory() as tmp:
-        convert.write_layout(tmp, task, splits, progress=False)
-        shutil.copytree(convert.line_dir(tmp, task), convert.line_dir(root, task))
+        layout.write_layout(tmp, task, splits, progress=False)
+        shutil.copytree(layout.line_dir(tmp, task), layout.line_dir(root, task))
 
 
 def make_fits(folder: Path, rng) -> None:

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from astrospectra_jax.data.recipe import IMAGE_SIDE, LINE_SIZE
 from astrospectra_jax.models.alexnet import AlexNet
 from astrospectra_jax.models.conv1d import Conv1D
 from astrospectra_jax.models.googlenet import GoogLeNet
@@ -25,7 +26,6 @@ from astrospectra_jax.models.mobilenet import MobileNetV2
 from astrospectra_jax.models.resnet import ResNet
 from astrospectra_jax.models.simple import LeNet, SimpleCNN1, SimpleCNN2
 from astrospectra_jax.models.vgg import VGG16
-from astrospectra_jax.spectra import IMAGE_SIDE, LINE_SIZE
 
 __all__ = ["MODEL_NAMES", "create", "input_sizes", "is_line_model", "param_count",
            "AlexNet", "Conv1D", "GoogLeNet", "LeNet", "MobileNetV2", "ResNet", "SimpleCNN1",

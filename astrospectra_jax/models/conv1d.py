@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from astrospectra_jax.data.recipe import LINE_SIZE
 from astrospectra_jax.models import layers
-from astrospectra_jax.spectra import LINE_SIZE
 
 # (output channels, stride) of the residual blocks after the stem.
 CONV1D_BLOCKS = ((32, 1), (64, 2), (128, 2), (128, 2))

@@ -11,9 +11,8 @@ from absl import logging
 from etils import epath
 import tensorflow_datasets as tfds
 
-from astrospectra_jax import convert
+from astrospectra_jax.data import catalogue, layout, sources, tasks
 from tfds_builders import common
-from tfds_builders.astrospectra_mnist import kaggle_layout
 
 _DESCRIPTION = """\
 AstroSpectra-MNIST: LAMOST low-resolution spectra turned into 28x28 grayscale images, one per
@@ -30,18 +29,6 @@ _CITATION = """\
 """
 
 
-def find_manual_data(manual_dir, task: str) -> epath.Path | None:
-    """The ``AstroSpectra-MNIST-<task>`` folder under ``manual_dir``, else the Kaggle zip."""
-    manual_dir = epath.Path(manual_dir)
-    if not manual_dir.is_dir():
-        return None
-    found = next(common.find_dirs(manual_dir, f"AstroSpectra-MNIST-{task}"), None)
-    if found is None:
-        found = next((p for p in common.find_files(manual_dir, ".zip")
-                      if "astrospectra" in p.name.lower()), None)
-    return found
-
-
 class Builder(tfds.core.GeneratorBasedBuilder):
     """AstroSpectra-MNIST images: real (Kaggle, manual download) and simulated configs."""
 
@@ -50,11 +37,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = common.make_configs(
         "LAMOST DR1 spectra as images, from the Kaggle download (manual)")
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
-    Configs v1 and v2 need the Kaggle dataset {common.KAGGLE_DATASET}:
-      {common.KAGGLE_URL}
-    Download it (web page, or `kaggle datasets download {common.KAGGLE_DATASET}`) and put
-    {common.KAGGLE_ZIP} -- or the folder extracted from it -- into the manual folder,
-    {common.DEFAULT_MANUAL_DIR} by default (<data_dir>/downloads/manual/ for another
+    Configs v1 and v2 need the Kaggle dataset {catalogue.KAGGLE_DATASET}:
+      {catalogue.KAGGLE_URL}
+    Download it (web page, or `kaggle datasets download {catalogue.KAGGLE_DATASET}`) and put
+    {catalogue.KAGGLE_ZIP} -- or the folder extracted from it -- into the manual folder,
+    {catalogue.DEFAULT_MANUAL_DIR} by default (<data_dir>/downloads/manual/ for another
     --data_dir). The AstroSpectra-MNIST-v1 / AstroSpectra-MNIST-v2 folders are found at any
     depth below it. Folders written by `python -m astrospectra_jax.convert` work too.
     Offline, use the simulated configs astrospectra_mnist/v1_synthetic or v2_synthetic
@@ -67,12 +54,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             builder=self,
             description=common.describe(_DESCRIPTION, config),
             features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=kaggle_layout.IMAGE_SHAPE),
+                "image": tfds.features.Image(shape=layout.IMAGE_SHAPE),
                 "label": tfds.features.ClassLabel(names=config.class_names),
                 "id": tfds.features.Text(),
             }),
             supervised_keys=("image", "label"),
-            homepage=common.KAGGLE_URL,
+            homepage=catalogue.KAGGLE_URL,
             citation=_CITATION,
         )
 
@@ -82,17 +69,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return {"train": self._generate_examples("train", num=config.num_train),
                     "test": self._generate_examples("test", num=config.num_test)}
         task_dir = self._locate(dl_manager, config.task)
-        for split in convert.SPLITS:  # fail before writing anything
-            kaggle_layout.split_paths(task_dir, split, config.task)
+        for split in tasks.SPLITS:  # fail before writing anything
+            layout.split_paths(task_dir, split, config.task)
         return {split: self._generate_examples(split, task_dir=task_dir)
-                for split in convert.SPLITS}
+                for split in tasks.SPLITS}
 
     def _locate(self, dl_manager, task: str) -> epath.Path:
         manual = common.manual_dir_of(dl_manager)
-        found = None if manual is None else find_manual_data(manual, task)
+        found = None if manual is None else catalogue.find_kaggle_download(manual, task)
         if found is not None and not found.is_dir():  # the Kaggle zip
             extracted = dl_manager.extract(found)
-            found = next(common.find_dirs(extracted, f"AstroSpectra-MNIST-{task}"), None)
+            found = next(catalogue.find_dirs(extracted, f"AstroSpectra-MNIST-{task}"), None)
             if found is None:
                 raise FileNotFoundError(
                     f"{extracted} (extracted from a zip in {manual}) holds no "
@@ -101,21 +88,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             where = manual or getattr(dl_manager, "_manual_dir", None)
             raise FileNotFoundError(
                 f"astrospectra_mnist/{task}: no AstroSpectra-MNIST-{task} folder or "
-                f"{common.KAGGLE_ZIP} in the manual folder {where}.\n"
+                f"{catalogue.KAGGLE_ZIP} in the manual folder {where}.\n"
                 f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         return found
 
     def _generate_examples(self, split: str, task_dir=None, num: int = 0):
         config = self.builder_config
         if config.synthetic:
-            for chunk in convert.simulated_examples(config.task, num, config.seed, split):
+            for chunk in sources.simulated_examples(config.task, num, config.seed, split):
                 for id_, image, label in zip(chunk.ids, chunk.images, chunk.labels):
                     yield id_, {"image": image[:, :, None], "label": int(label), "id": id_}
             return
-        csv_path, images = kaggle_layout.split_paths(task_dir, split, config.task)
-        rows = kaggle_layout.read_labels(csv_path, images, config.task)
+        csv_path, images = layout.split_paths(task_dir, split, config.task)
+        rows = layout.read_labels(csv_path, images, config.task)
         logging.info("astrospectra_mnist/%s %s: %d images listed in %s", config.name, split,
                      len(rows), csv_path)
         for name, label in rows:
-            image = kaggle_layout.read_image(images / name)
+            image = layout.read_image(images / name)
             yield name, {"image": image, "label": label, "id": name.rsplit(".", 1)[0]}

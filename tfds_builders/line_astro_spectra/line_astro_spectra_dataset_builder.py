@@ -12,7 +12,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from astrospectra_jax import convert, spectra
+from astrospectra_jax.data import catalogue, layout, recipe, sources, tasks
 from tfds_builders import common
 
 _DESCRIPTION = """\
@@ -21,23 +21,6 @@ LineAstroSpectra: the AstroSpectra-MNIST objects as 1-D vectors. Each spectrum i
 filter and sampled every 5th point: 721 float32 values (flux units of the source). v1 separates
 STAR / GALAXY / QSO, v2 the stellar types F / G / K.
 """
-
-FITS_SUBDIR = "line_astro_spectra"  # manual_dir/line_astro_spectra/v1/, .../v2/: FITS files
-
-
-def find_manual_data(manual_dir, task: str) -> epath.Path | None:
-    """Converter output ``LineAstroSpectra-<task>`` (any depth), else the FITS folder, else None."""
-    manual_dir = epath.Path(manual_dir)
-    if not manual_dir.is_dir():
-        return None
-    for folder in common.find_dirs(manual_dir, f"LineAstroSpectra-{task}"):
-        if convert.line_file(folder, "train", task).exists():
-            return folder
-    fits_dir = manual_dir / FITS_SUBDIR / task
-    if fits_dir.is_dir() and any(common.find_files(fits_dir, (".fits", ".fits.gz"))):
-        return fits_dir
-    return None
-
 
 class Builder(tfds.core.GeneratorBasedBuilder):
     """LineAstroSpectra vectors: real (manual FITS or converter output) and simulated configs."""
@@ -48,16 +31,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         "LAMOST spectra as line vectors, from FITS files or converter output (manual)")
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
     Configs v1 and v2 are made from LAMOST low-resolution spectra that you provide in the
-    manual folder, {common.DEFAULT_MANUAL_DIR} by default (<data_dir>/downloads/manual/ for
+    manual folder, {catalogue.DEFAULT_MANUAL_DIR} by default (<data_dir>/downloads/manual/ for
     another --data_dir), in one of two forms:
       1. FITS files (DR1, DR8 or DR10 layout, .fits or .fits.gz, any sub-folders) in
-         {FITS_SUBDIR}/v1/ or {FITS_SUBDIR}/v2/. Labels come from the headers (v1: CLASS
+         {catalogue.FITS_SUBDIR}/v1/ or {catalogue.FITS_SUBDIR}/v2/. Labels come from the headers (v1: CLASS
          STAR/GALAXY/QSO; v2: first letter of SUBCLASS F/G/K; other classes are skipped);
-         the train/test split is stratified, {convert.DEFAULT_TEST_FRACTION:.0%} test, seed 0.
+         the train/test split is stratified, {sources.DEFAULT_TEST_FRACTION:.0%} test, seed 0.
       2. The folder LineAstroSpectra/LineAstroSpectra-v1 (or -v2) written by
          `python -m astrospectra_jax.convert fits ...` (found at any depth).
     LAMOST spectra are public: https://www.lamost.org/ (data release archives). The
-    AstroSpectra-MNIST Kaggle dataset ({common.KAGGLE_URL}) holds images only.
+    AstroSpectra-MNIST Kaggle dataset ({catalogue.KAGGLE_URL}) holds images only.
     Offline, use the simulated configs line_astro_spectra/v1_synthetic or v2_synthetic
     (not LAMOST data).
     """
@@ -68,12 +51,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             builder=self,
             description=common.describe(_DESCRIPTION, config),
             features=tfds.features.FeaturesDict({
-                "spectrum": tfds.features.Tensor(shape=(spectra.LINE_SIZE,), dtype=np.float32),
+                "spectrum": tfds.features.Tensor(shape=(recipe.LINE_SIZE,), dtype=np.float32),
                 "label": tfds.features.ClassLabel(names=config.class_names),
                 "id": tfds.features.Text(),
             }),
             supervised_keys=("spectrum", "label"),
-            homepage=common.KAGGLE_URL,
+            homepage=catalogue.KAGGLE_URL,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -82,16 +65,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             return {"train": self._generate_examples("train", num=config.num_train),
                     "test": self._generate_examples("test", num=config.num_test)}
         manual = common.manual_dir_of(dl_manager)
-        source = None if manual is None else find_manual_data(manual, config.task)
+        source = None if manual is None else catalogue.find_line_download(manual, config.task)
         if source is None:
             where = manual or getattr(dl_manager, "_manual_dir", None)
             raise FileNotFoundError(
                 f"line_astro_spectra/{config.task}: neither a LineAstroSpectra-{config.task} "
-                f"folder nor FITS files in {FITS_SUBDIR}/{config.task}/ under the manual folder "
+                f"folder nor FITS files in {catalogue.FITS_SUBDIR}/{config.task}/ under the manual folder "
                 f"{where}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         if source.name.lower() == f"lineastrospectra-{config.task}":
             splits = {split: self._read_converter_output(source, split)
-                      for split in convert.SPLITS}
+                      for split in tasks.SPLITS}
         else:
             splits = self._read_fits(source)
         return {split: self._generate_examples(split, arrays=arrays)
@@ -99,21 +82,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
     def _read_converter_output(self, folder: epath.Path, split: str):
         task = self.builder_config.task
-        path = convert.line_file(folder, split, task)
+        path = layout.line_file(folder, split, task)
         if not path.exists():
             raise FileNotFoundError(f"{path}: {split} split of {folder} not found")
         with path.open("rb") as f:
-            return convert.read_line_file(f, name=str(path))
+            return layout.read_line_file(f, name=str(path))
 
     def _read_fits(self, folder: epath.Path):
         task = self.builder_config.task
-        examples, skipped, n_files = convert.read_fits_folder(folder, task, progress=False)
+        examples, skipped, n_files = sources.read_fits_folder(folder, task, progress=False)
         logging.info("line_astro_spectra/%s: %d of %d files usable; %s", task, len(examples),
                      n_files, skipped.summary(n_files))
         if not len(examples):
             raise ValueError(f"{folder}: no usable spectra for task {task}; "
                              + skipped.summary(n_files))
-        train, test = convert.stratified_split(examples.labels, convert.DEFAULT_TEST_FRACTION,
+        train, test = sources.stratified_split(examples.labels, sources.DEFAULT_TEST_FRACTION,
                                                seed=0)
         return {split: (examples.ids[index], examples.lines[index], examples.labels[index])
                 for split, index in (("train", train), ("test", test))}
@@ -123,7 +106,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         config = self.builder_config
         if arrays is None:
             chunks = ((c.ids, c.lines, c.labels) for c in
-                      convert.simulated_examples(config.task, num, config.seed, split))
+                      sources.simulated_examples(config.task, num, config.seed, split))
         else:
             chunks = [arrays]
         for ids, lines, labels in chunks:

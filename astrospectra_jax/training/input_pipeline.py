@@ -35,40 +35,8 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
-DATA_AXIS = "data"
 IMAGE_SIZE = 28
-
-
-def make_mesh() -> Mesh:
-    """A 1-D mesh over every device of every process, with the batch axis ``"data"``.
-
-    ``Auto`` axes: shardings propagate from the inputs and from ``with_sharding_constraint``, so
-    the models need no sharding annotations of their own.
-    """
-    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
-                         axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P())
-
-
-def batch_sharded(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
-    """Sharding of a batch along ``"data"``, after ``leading_axes`` unsharded axes."""
-    return NamedSharding(mesh, P(*([None] * leading_axes), DATA_AXIS))
-
-
-def put_replicated(array: np.ndarray | jax.Array, mesh: Mesh) -> jax.Array:
-    """A global array holding ``array`` whole on every device (every process passes the same);
-    typed PRNG keys stay typed."""
-    if isinstance(array, jax.Array) and jax.dtypes.issubdtype(array.dtype, jax.dtypes.prng_key):
-        return jax.random.wrap_key_data(put_replicated(jax.random.key_data(array), mesh),
-                                        impl=jax.random.key_impl(array))
-    array = np.asarray(array)
-    return jax.make_array_from_callback(array.shape, replicated(mesh), lambda index: array[index])
 
 
 # ----------------------------------------------------------------------------- data order
@@ -204,8 +172,3 @@ def tfdata_eval_batches(name: str, *, data_dir: str | None, feature_key: str, ba
     for features, labels in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
         features, labels, mask = pad_to_batches(features, labels, batch_size)
         yield _process_slice(features), _process_slice(labels), _process_slice(mask)
-
-
-def global_batch(local: np.ndarray, mesh: Mesh, leading_axes: int = 0) -> jax.Array:
-    """Assemble a global array, sharded on the batch axis, from each process's rows."""
-    return jax.make_array_from_process_local_data(batch_sharded(mesh, leading_axes), local)

@@ -1,8 +1,8 @@
 """Offline simulator of LAMOST-like low-resolution spectra: stars, galaxies and quasars.
 
-``simulate(task, n, seed)`` returns spectra on ``spectra.GRID`` (3700-9100 A, observed frame,
+``simulate(task, n, seed)`` returns spectra on ``recipe.GRID`` (3700-9100 A, observed frame,
 vacuum wavelengths as in LAMOST files) in LAMOST-like flux units (10^1-10^4), with labels and the
-physical parameters of every spectrum: what ``spectra.to_grid`` makes of a real file. It is a
+physical parameters of every spectrum: what ``recipe.to_grid`` makes of a real file. It is a
 physical model with parameters, not a set of templates:
 
 - stars: Planck continuum at a colour temperature tied to Teff, blue line blanketing and the
@@ -22,7 +22,7 @@ physical model with parameters, not a set of templates:
   Na D and diffuse bands; telluric O2 / H2O residuals; resolution R = 1800; flux-calibration
   wobble; the blue/red arm join near 5900 A; photon + sky noise set by a g-band S/N through a
   throughput curve; sky-line residuals; cosmic rays; pipeline-masked stretches bridged the way
-  ``spectra.to_grid`` bridges them.
+  ``recipe.to_grid`` bridges them.
 
 Speed: absorption and emission features are (spectra, features) @ (features, pixels) products
 with profiles precomputed on a rest-frame log-wavelength grid. Velocity pixels make the
@@ -39,23 +39,22 @@ import functools
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from astrospectra_jax import spectra
+from astrospectra_jax.data import recipe, tasks
 
-CLASS_NAMES = {"v1": ("STAR", "GALAXY", "QSO"), "v2": ("F", "G", "K")}
 
 C_KMS = 299792.458
 RESOLUTION = 1800.0
 SIGMA_INSTRUMENT_KMS = C_KMS / RESOLUTION / (2.0 * np.sqrt(2.0 * np.log(2.0)))  # ~70.7 km/s
 CHUNK_SIZE = 2048
 _HC_OVER_K = 1.438777e8  # Angstrom * Kelvin
-_LAM = spectra.GRID.astype(np.float64)
+_LAM = recipe.GRID.astype(np.float64)
 _LAM32 = _LAM.astype(np.float32)
 _LN10 = np.log(10.0)
 
 
 @dataclasses.dataclass(frozen=True)
 class SimulatedSpectra:
-    """A batch of simulated spectra on ``spectra.GRID`` with labels and physical parameters."""
+    """A batch of simulated spectra on ``recipe.GRID`` with labels and physical parameters."""
 
     flux: np.ndarray  # (n, 3601) float32
     labels: np.ndarray  # (n,) int32, index into class_names
@@ -71,9 +70,7 @@ def simulate(task: str, n: int, seed: int, *, class_fractions=None,
     Class counts follow ``class_fractions`` (default: equal) exactly up to rounding, in random
     order. The same ``seed`` gives the same spectra.
     """
-    if task not in CLASS_NAMES:
-        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(CLASS_NAMES))}")
-    names = CLASS_NAMES[task]
+    names = tasks.class_names(task)
     n = int(n)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -83,7 +80,7 @@ def simulate(task: str, n: int, seed: int, *, class_fractions=None,
     rng = np.random.default_rng(seed)
     counts = _largest_remainder(fractions, n)
     labels = rng.permutation(np.repeat(np.arange(len(names)), counts)).astype(np.int32)
-    flux = np.empty((n, spectra.GRID_SIZE), np.float32)
+    flux = np.empty((n, recipe.GRID_SIZE), np.float32)
     chunks = []
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
@@ -121,7 +118,7 @@ def _merge_params(chunks: list[tuple[int, dict]]) -> dict[str, np.ndarray]:
 
 def _simulate_chunk(task: str, labels: np.ndarray, rng) -> tuple[np.ndarray, dict]:
     n = labels.size
-    flux = np.empty((n, spectra.GRID_SIZE), np.float32)
+    flux = np.empty((n, recipe.GRID_SIZE), np.float32)
     params: dict[str, np.ndarray] = {}
     if task == "v2":
         groups = [(np.arange(n), "star", _type_teff_for_fgk(labels, rng))]
@@ -912,7 +909,7 @@ def _observed_frame() -> _ObservedFrame:
     centres = _air_to_vacuum(np.array(_SKY_LINES_AIR))
     sigma = centres / RESOLUTION / 2.3548
     sky_lines = np.exp(-0.5 * ((lam[None, :] - centres[:, None]) / sigma[:, None]) ** 2)
-    unit_area = spectra.GRID_STEP / (sigma * np.sqrt(2 * np.pi))  # lines integrate to 1 pixel
+    unit_area = recipe.GRID_STEP / (sigma * np.sqrt(2 * np.pi))  # lines integrate to 1 pixel
     sky_lines *= (np.array(_SKY_LINE_STRENGTH) * unit_area)[:, None]
     sky = 0.6 + 0.4 * (lam / 6000.0) ** 2 + sky_lines.sum(axis=0)
     throughput = np.interp(lam, *np.array(_THROUGHPUT).T)
@@ -1008,7 +1005,7 @@ def _native_noise(n, rng) -> np.ndarray:
 
 
 def _mask_and_bridge(flux, rng) -> np.ndarray:
-    """Bridge randomly flagged stretches in place the way ``spectra.to_grid`` does (linear
+    """Bridge randomly flagged stretches in place the way ``recipe.to_grid`` does (linear
     between the good neighbours, edge value held at the ends); returns the masked fraction."""
     n, size = flux.shape
     rows = np.arange(n)

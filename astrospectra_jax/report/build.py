@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from astrospectra_jax import paper, plots
+from astrospectra_jax import paper
+from astrospectra_jax.data import catalogue
+from astrospectra_jax.report import figures
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -385,7 +387,7 @@ def _slug(text: str) -> str:
 
 
 def _mark(dataset: str, synthetic: bool) -> str:
-    return dataset + (plots.SYNTHETIC_MARK if synthetic else "")
+    return dataset + (figures.SYNTHETIC_MARK if synthetic else "")
 
 
 @dataclasses.dataclass
@@ -405,8 +407,8 @@ class _Report:
 
 def _table2_section(report: _Report, rows: list[dict]) -> None:
     report.add("## Table 2: deep models (test accuracy)", "")
-    image_rows = [r for r in rows if not paper.is_line_dataset(r["dataset"])]
-    line_rows = [r for r in rows if paper.is_line_dataset(r["dataset"])]
+    image_rows = [r for r in rows if not catalogue.is_line_dataset(r["dataset"])]
+    line_rows = [r for r in rows if catalogue.is_line_dataset(r["dataset"])]
     if not image_rows:
         report.add("_No runs found for Table 2 (no results.json of an image dataset under the "
                    "runs folder). Run e.g. `python -m astrospectra_jax.suite --dataset "
@@ -457,7 +459,7 @@ def _table2_section(report: _Report, rows: list[dict]) -> None:
         report.data["table2_over_models"] = stats
         for dataset in datasets:
             chosen = [r for r in image_rows if r["dataset"] == dataset]
-            path = plots.accuracy_bars(
+            path = figures.accuracy_bars(
                 report.out / f"table2_{_slug(dataset)}.png", [r["label"] for r in chosen],
                 [r["mean"] for r in chosen], [r["std"] or 0.0 for r in chosen],
                 [r["paper"] for r in chosen],
@@ -485,7 +487,7 @@ def _paper_best_classical(dataset: str) -> tuple[str | None, float | None]:
         column = paper.paper_column(dataset)
     except ValueError:
         return None, None
-    table = paper.table1_2_line_vs_images() if paper.is_line_dataset(dataset) \
+    table = paper.table1_2_line_vs_images() if catalogue.is_line_dataset(dataset) \
         else paper.table1_1_classical()
     best = max(table, key=lambda r: r.get(column, -1.0), default=None)
     return (best["classifier"], best[column]) if best and column in best else (None, None)
@@ -613,7 +615,7 @@ def _classical_table(report: _Report, table: str, results: list[ClassicalResult]
             continue
         ours, theirs, names = zip(*pairs)
         where = os.path.relpath(result.workdir, runs_dir)
-        path = plots.classical_scatter(
+        path = figures.classical_scatter(
             report.out / f"classical_{_slug(result.dataset)}_{_slug(where)}.png",
             ours, theirs, names,
             title=f"Table {table} on {_mark(result.dataset, result.synthetic)}: ours vs paper "
@@ -631,8 +633,8 @@ def _classical_section(report: _Report, results: list[ClassicalResult], runs_dir
         return
     results = sorted(results, key=lambda r: (_dataset_order(r.dataset), str(r.workdir)))
     summaries = []
-    for table, chosen in (("1-1", [r for r in results if not paper.is_line_dataset(r.dataset)]),
-                          ("1-2", [r for r in results if paper.is_line_dataset(r.dataset)])):
+    for table, chosen in (("1-1", [r for r in results if not catalogue.is_line_dataset(r.dataset)]),
+                          ("1-2", [r for r in results if catalogue.is_line_dataset(r.dataset)])):
         if chosen:
             summaries += _classical_table(report, table, chosen, runs_dir)
         else:
@@ -674,7 +676,7 @@ def _confusion_section(report: _Report, rows: list[dict]) -> None:
                                for k in ("precision", "recall", "f1")]
                             + [f"{np.mean(values['support']):.0f}", len(values["f1"])])
         if panels:
-            path = plots.confusion_grid(
+            path = figures.confusion_grid(
                 report.out / f"confusion_{_slug(dataset)}.png", panels,
                 title=f"Confusion matrices on {_mark(dataset, synthetic)}, test split\n"
                       "mean counts over seeds; colour and first number: fraction of the true "
@@ -695,15 +697,14 @@ def _embedding_section(report: _Report, datasets: dict[str, bool], data_dir: str
     if not datasets:
         report.add("_No runs found: no datasets to map._", "")
         return
-    from astrospectra_jax import datasets as datasets_module
 
     report.data["embeddings"] = {}
     for dataset in sorted(datasets, key=_dataset_order):
         report.add(f"### `{dataset}`", "")
         synthetic = datasets[dataset]
         try:
-            x, y = datasets_module.load_arrays(dataset, "test", data_dir=data_dir)
-            class_names = list(datasets_module.info(dataset).class_names)
+            x, y = catalogue.load_arrays(dataset, "test", data_dir=data_dir)
+            class_names = list(catalogue.info(dataset).class_names)
         except Exception as error:  # a missing download, an unknown name, a broken build
             report.add(f"_Could not load the test split of `{dataset}` "
                        f"(data dir {data_dir or 'TFDS default'}): {type(error).__name__}: "
@@ -723,7 +724,7 @@ def _embedding_section(report: _Report, datasets: dict[str, bool], data_dir: str
                            "xlabel": "t-SNE 1", "ylabel": "t-SNE 2"})
         kind = "images (pixels / 255)" if x.ndim == 4 else \
             "line vectors (each min-max scaled to [0, 1])"
-        path = plots.embeddings(
+        path = figures.embeddings(
             report.out / f"embedding_{_slug(dataset)}.png", panels, result["labels"],
             class_names, title=f"{_mark(dataset, synthetic)}: {n} of {len(y)} test examples")
         report.add(f"{n} of {len(y)} test examples (random subsample, seed 0), {kind}.", "")
@@ -753,7 +754,7 @@ def _curves_section(report: _Report, runs: list[DeepRun]) -> None:
         if not any(r.train["step"] or r.test["step"] for r in chosen):
             report.add("_No metrics.jsonl records in these runs._", "")
             continue
-        path = plots.training_curves(
+        path = figures.training_curves(
             report.out / f"curves_{_slug(dataset)}.png", curves,
             title=f"Training curves on {_mark(dataset, synthetic)} (train: running mean over "
                   "the logging window; test: whole test split)")
@@ -805,10 +806,10 @@ def _throughput_section(report: _Report, runs: list[DeepRun], rows: list[dict]) 
     bars = [(label, values) for label, values in bars if values]
     if bars:
         labels, values = zip(*bars)
-        path = plots.throughput_bars(
+        path = figures.throughput_bars(
             report.out / "throughput.png", labels, [float(np.mean(v)) for v in values],
             [float(np.std(v)) for v in values],
-            title="Training throughput per model" + (plots.SYNTHETIC_MARK if synthetic else "")
+            title="Training throughput per model" + (figures.SYNTHETIC_MARK if synthetic else "")
                   + f"\n{'; '.join(devices)}")
         report.figure(path, "training throughput per model")
 

@@ -27,7 +27,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
-from astrospectra_jax import spectra
+from astrospectra_jax.data import recipe
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _TABLE_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK")
@@ -41,7 +41,7 @@ class LamostReadError(ValueError):
     """A file that cannot be read as a LAMOST spectrum; the message names file and reason."""
 
 
-class _UnusableSpectrumError(LamostReadError, spectra.BadSpectrumError):
+class _UnusableSpectrumError(LamostReadError, recipe.BadSpectrumError):
     """Raised by ``on_grid``: callers may catch it as either error type."""
 
 
@@ -63,11 +63,11 @@ class LamostSpectrum:
     data_release: str  # layout name: "DR1", "DR8" or "DR10"
 
     def on_grid(self) -> np.ndarray:
-        """The flux on ``spectra.GRID``: (3601,) float32, bad pixels bridged."""
+        """The flux on ``recipe.GRID``: (3601,) float32, bad pixels bridged."""
         try:
-            return spectra.to_grid(self.wavelength, self.flux, self.ivar, self.ormask,
+            return recipe.to_grid(self.wavelength, self.flux, self.ivar, self.ormask,
                                    name=self.path)
-        except spectra.BadSpectrumError as err:
+        except recipe.BadSpectrumError as err:
             raise _UnusableSpectrumError(str(err)) from err
 
 

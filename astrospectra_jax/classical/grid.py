@@ -15,7 +15,7 @@ budget, each fit runs in a child process that is killed when the budget is spent
 configuration is recorded as ``timeout`` and the grid goes on.
 
 ``run_grid`` works on arrays (no TFDS needed); ``run(config, workdir)`` loads a dataset through
-``astrospectra_jax.datasets`` and writes ``classical_results.csv`` / ``classical_results.md``.
+``astrospectra_jax.data.catalogue`` and writes ``classical_results.csv`` / ``classical_results.md``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from tqdm.auto import tqdm
 
 from astrospectra_jax import paper
+from astrospectra_jax.data import catalogue
 
 STORE_DIR = "classical_store"
 RESULTS_CSV = "classical_results.csv"
@@ -653,7 +654,7 @@ def compare_with_paper(records: Sequence[dict], dataset: str,
     the paper's accuracy for ``dataset`` and the difference; for the line vectors, the image
     accuracy on the same objects (ours from ``images`` where present, else the paper's)."""
     published = _paper_or_empty(paper.classical_accuracy, dataset)
-    line = paper.is_line_dataset(dataset)
+    line = catalogue.is_line_dataset(dataset)
     published_image = paper.line_image_accuracy(dataset) if line else {}
     rows = []
     for record in records:
@@ -724,7 +725,7 @@ def family_summary(rows: Sequence[dict]) -> list[dict]:
 
 def _markdown(rows: Sequence[dict], *, dataset: str, synthetic: bool,
               settings: Sequence[str]) -> str:
-    line = paper.is_line_dataset(dataset)
+    line = catalogue.is_line_dataset(dataset)
     lines = [f"# Classical grid (paper Table {'1-2' if line else '1-1'}) on {dataset}", ""]
     if synthetic:
         lines += [f"> **SYNTHETIC DATA: `{dataset}` holds simulated spectra, not LAMOST "
@@ -774,7 +775,7 @@ def write_results(rows: Sequence[dict], workdir, *, dataset: str, synthetic: boo
                   settings: Sequence[str] = ()) -> tuple[Path, Path]:
     """Write ``classical_results.csv`` and ``classical_results.md`` (atomically)."""
     workdir = Path(workdir)
-    columns = CSV_COLUMNS + (LINE_CSV_COLUMNS if paper.is_line_dataset(dataset) else ())
+    columns = CSV_COLUMNS + (LINE_CSV_COLUMNS if catalogue.is_line_dataset(dataset) else ())
     csv_path, md_path = workdir / RESULTS_CSV, workdir / RESULTS_MD
     _write_text_atomic(csv_path, _csv_text(rows, columns))
     _write_text_atomic(md_path, _markdown(rows, dataset=dataset, synthetic=synthetic,
@@ -784,7 +785,7 @@ def write_results(rows: Sequence[dict], workdir, *, dataset: str, synthetic: boo
 
 def _table_notes(dataset: str) -> list[str]:
     """Where Table 1-2's image column disagrees with Table 1-1 for the same configuration."""
-    if not paper.is_line_dataset(dataset):
+    if not catalogue.is_line_dataset(dataset):
         return []
     column = paper.paper_column(paper.image_dataset_for(dataset))
     t11 = {paper.params_key(r["classifier"], r["params"]): r for r in paper.table1_1_classical()}
@@ -803,7 +804,6 @@ def _table_notes(dataset: str) -> list[str]:
 def run(config, workdir) -> list[dict]:
     """Run the grid described by ``config`` (see configs/classical_*.py) on its dataset;
     write ``classical_results.csv`` / ``.md`` in ``workdir`` and return their rows."""
-    from astrospectra_jax import datasets
 
     if config.get("kind") != "classical":
         raise ValueError(f"config.kind must be 'classical', got {config.get('kind')!r}")
@@ -811,10 +811,10 @@ def run(config, workdir) -> list[dict]:
         raise ValueError(f"config.backend: unknown {config.backend!r}; known: {BACKENDS}")
     workdir = Path(workdir)
     name = config.dataset
-    spec = datasets.info(name)
+    spec = catalogue.info(name)
     data_dir = config.get("data_dir") or None
-    x_train, y_train = datasets.load_arrays(name, "train", data_dir=data_dir)
-    x_test, y_test = datasets.load_arrays(name, "test", data_dir=data_dir)
+    x_train, y_train = catalogue.load_arrays(name, "train", data_dir=data_dir)
+    x_test, y_test = catalogue.load_arrays(name, "test", data_dir=data_dir)
     n_full = len(y_train)
     x_train, x_test = features(x_train), features(x_test)
     x_train, y_train = subsample(x_train, y_train, int(config.train_subsample), int(config.seed))
@@ -851,7 +851,7 @@ def run(config, workdir) -> list[dict]:
         metadata={"train_subsample": int(config.train_subsample), "synthetic": spec.synthetic})
 
     images = None
-    if paper.is_line_dataset(name):
+    if catalogue.is_line_dataset(name):
         dirs = [workdir / STORE_DIR]
         if config.get("image_workdir"):
             dirs.append(Path(config.image_workdir) / STORE_DIR)

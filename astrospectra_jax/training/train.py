@@ -21,27 +21,17 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
-from flax import nnx
 
-from astrospectra_jax import checkpointing, datasets, input_pipeline, metrics, models
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
-PIPELINES = ("device", "tfdata")
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-# Independent random streams derived from the seed.
-_PARAMS_STREAM, _DROPOUT_STREAM, _DATA_STREAM, _AUGMENT_STREAM = range(4)
+from astrospectra_jax import models
+from astrospectra_jax.data import catalogue
+from astrospectra_jax.training import checkpointing, input_pipeline, metrics, sharding, steps
 
 
 class ConfigError(ValueError):
@@ -54,7 +44,7 @@ class NonFiniteLossError(FloatingPointError):
 
 # ----------------------------------------------------------------------------- validation
 
-def validate(config: ml_collections.ConfigDict) -> datasets.DatasetSpec:
+def validate(config: ml_collections.ConfigDict) -> catalogue.DatasetSpec:
     """Check the config before anything is loaded or compiled; returns the dataset's spec.
 
     Raises ConfigError listing every problem, each naming its field.
@@ -66,11 +56,11 @@ def validate(config: ml_collections.ConfigDict) -> datasets.DatasetSpec:
             problems.append(message)
 
     spec = None
-    if config.dataset not in datasets.KNOWN_DATASETS:
+    if config.dataset not in catalogue.KNOWN_DATASETS:
         problems.append(f"config.dataset={config.dataset!r} is not a known dataset; known: "
-                        f"{', '.join(datasets.KNOWN_DATASETS)}")
+                        f"{', '.join(catalogue.KNOWN_DATASETS)}")
     else:
-        spec = datasets.info(config.dataset)
+        spec = catalogue.info(config.dataset)
 
     name, size = config.model.name, config.model.input_size
     if name not in models.MODEL_NAMES:
@@ -85,8 +75,8 @@ def validate(config: ml_collections.ConfigDict) -> datasets.DatasetSpec:
             check(line_model == (spec.kind == "line"),
                   f"config.model.name={name!r} is a{' line' if line_model else 'n image'} model "
                   f"but config.dataset={config.dataset!r} holds {spec.kind} data")
-    check(config.model.dtype in DTYPES,
-          f"config.model.dtype={config.model.dtype!r} must be one of {', '.join(DTYPES)}")
+    check(config.model.dtype in steps.DTYPES,
+          f"config.model.dtype={config.model.dtype!r} must be one of {', '.join(steps.DTYPES)}")
 
     check(isinstance(config.batch_size, int) and config.batch_size > 0,
           f"config.batch_size={config.batch_size!r} must be a positive integer")
@@ -109,197 +99,24 @@ def validate(config: ml_collections.ConfigDict) -> datasets.DatasetSpec:
           f"config.label_smoothing={config.label_smoothing!r} must be in [0, 1)")
 
     opt = config.optimizer
-    check(opt.name in OPTIMIZERS,
-          f"config.optimizer.name={opt.name!r} must be one of {', '.join(OPTIMIZERS)}")
+    check(opt.name in steps.OPTIMIZERS,
+          f"config.optimizer.name={opt.name!r} must be one of {', '.join(steps.OPTIMIZERS)}")
     check(opt.learning_rate > 0,
           f"config.optimizer.learning_rate={opt.learning_rate!r} must be positive")
     check(opt.weight_decay >= 0,
           f"config.optimizer.weight_decay={opt.weight_decay!r} must be >= 0")
     check(0 <= opt.momentum < 1, f"config.optimizer.momentum={opt.momentum!r} must be in [0, 1)")
-    check(config.schedule in SCHEDULES,
-          f"config.schedule={config.schedule!r} must be one of {', '.join(SCHEDULES)}")
+    check(config.schedule in steps.SCHEDULES,
+          f"config.schedule={config.schedule!r} must be one of {', '.join(steps.SCHEDULES)}")
     check(config.warmup_epochs >= 0,
           f"config.warmup_epochs={config.warmup_epochs!r} must be >= 0")
-    check(config.input_pipeline in PIPELINES,
-          f"config.input_pipeline={config.input_pipeline!r} must be one of {', '.join(PIPELINES)}")
+    check(config.input_pipeline in steps.PIPELINES,
+          f"config.input_pipeline={config.input_pipeline!r} must be one of "
+          f"{', '.join(steps.PIPELINES)}")
 
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return spec
-
-
-# ----------------------------------------------------------------------------- model and optimizer
-
-def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
-                   ) -> tuple[optax.GradientTransformation, Callable[[int], float]]:
-    """The optax optimizer and its learning-rate schedule (over ``num_epochs`` epochs)."""
-    opt = config.optimizer
-    total = config.num_epochs * steps_per_epoch
-    if config.schedule == "constant":
-        schedule = optax.constant_schedule(opt.learning_rate)
-    elif config.schedule == "cosine":
-        schedule = optax.cosine_decay_schedule(opt.learning_rate, total)
-    else:
-        warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
-        schedule = optax.warmup_cosine_decay_schedule(0.0, opt.learning_rate, max(warmup, 1),
-                                                      total)
-    if opt.name == "adamw":
-        return optax.adamw(schedule, weight_decay=opt.weight_decay), schedule
-    if opt.name == "adam":
-        tx = optax.adam(schedule)
-    else:
-        tx = optax.sgd(schedule, momentum=opt.momentum or None)
-    if opt.weight_decay:  # L2 added to the gradient (coupled), as torch's weight_decay
-        tx = optax.chain(optax.add_decayed_weights(opt.weight_decay), tx)
-    return tx, schedule
-
-
-def _build_model(config: ml_collections.ConfigDict, spec: datasets.DatasetSpec) -> nnx.Module:
-    key = jax.random.key(config.seed)
-    rngs = nnx.Rngs(params=jax.random.fold_in(key, _PARAMS_STREAM),
-                    dropout=jax.random.fold_in(key, _DROPOUT_STREAM))
-    return models.create(config.model.name, num_classes=spec.num_classes,
-                         input_size=config.model.input_size,
-                         dtype=DTYPES[config.model.dtype], param_dtype=jnp.float32, rngs=rngs)
-
-
-def init_state(config, spec, tx, mesh) -> tuple[nnx.GraphDef, dict]:
-    """(graphdef, state): the model's structure, and the training state
-    ``{"step", "params", "model_state", "opt_state"}`` replicated over the mesh.
-
-    Initialised eagerly (op by op, a fraction of a second) rather than compiled, which took
-    longer than the training chunk's own compilation for small models; every process computes
-    the same values from the seed.
-    """
-    graphdef, params, model_state = nnx.split(_build_model(config, spec), nnx.Param, ...)
-    state = {"step": jnp.zeros((), jnp.int32), "params": params, "model_state": model_state,
-             "opt_state": tx.init(params)}
-    return graphdef, jax.tree.map(lambda x: input_pipeline.put_replicated(x, mesh), state)
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
-    """Per-example softmax cross-entropy against (optionally smoothed) one-hot labels."""
-    targets = jax.nn.one_hot(labels, logits.shape[-1])
-    if smoothing:
-        targets = optax.smooth_labels(targets, smoothing)
-    return optax.softmax_cross_entropy(logits, targets)
-
-
-# ----------------------------------------------------------------------------- compiled steps
-
-def resolve_steps_per_call(config: ml_collections.ConfigDict) -> int:
-    """``config.steps_per_call``, or when 0 (auto): 1 on CPU (a Python call costs little next to
-    a CPU step, and see scan_steps), 20 on accelerators."""
-    if config.steps_per_call:
-        return config.steps_per_call
-    return 1 if jax.default_backend() == "cpu" else 20
-
-
-def scan_steps(body, carry, xs=None, *, length: int):
-    """``lax.scan`` over the steps of a chunk, laid out for the backend.
-
-    On CPU XLA runs convolutions inside loop or conditional bodies several times slower than in
-    straight-line code (measured ~6x for SimpleCNN1), so the chunk is fully unrolled there; a
-    one-step chunk is a plain call (a length-1 unrolled scan also compiled to the slow
-    convolution path). Elsewhere a rolled loop, one step per iteration.
-    """
-    if length == 1:
-        carry, out = body(carry, jax.tree.map(lambda x: x[0], xs))
-        return carry, jax.tree.map(lambda x: x[None], out)
-    unroll = True if jax.default_backend() == "cpu" else 1
-    return jax.lax.scan(body, carry, xs, length=length, unroll=unroll)
-
-
-def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train: int,
-               steps_per_call: int):
-    """The jitted functions: ``device_chunk``, ``stream_chunk`` and ``eval_batch``."""
-    seed_key = jax.random.key(config.seed)
-    data_key = jax.random.fold_in(seed_key, _DATA_STREAM)
-    augment_key = jax.random.fold_in(seed_key, _AUGMENT_STREAM)
-    batch_size, chunk = config.batch_size, steps_per_call
-    # Epochs a chunk can touch: steps s0 .. s0 + chunk - 1 span at most this many.
-    num_permutations = (chunk - 1) // steps_per_epoch + 2
-    prep = dict(kind=spec.kind, input_size=config.model.input_size)
-    max_shift = config.augment.max_shift
-    on_batch = input_pipeline.batch_sharded(mesh)
-    replicated = input_pipeline.replicated(mesh)
-
-    def train_step(state, features, labels, end_step):
-        """One optimizer step; a no-op (state unchanged) once ``state.step >= end_step``, so a
-        chunk of fixed length can end early without a second compilation."""
-        features = jax.lax.with_sharding_constraint(features, on_batch)
-        labels = jax.lax.with_sharding_constraint(labels, on_batch)
-        x = input_pipeline.preprocess(features, max_shift=max_shift,
-                                      key=jax.random.fold_in(augment_key, state["step"]), **prep)
-
-        def loss_fn(params):
-            # copy: fresh Variables at this trace level, so batch norm may update them
-            model = nnx.merge(graphdef, params, state["model_state"], copy=True)
-            model.train()
-            logits = model(x)
-            loss = cross_entropy(logits, labels, config.label_smoothing).mean()
-            _, _, model_state = nnx.split(model, nnx.Param, ...)
-            return loss, (logits, model_state)
-
-        (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        new_state = {"step": state["step"] + 1,
-                     "params": optax.apply_updates(state["params"], updates),
-                     "model_state": model_state, "opt_state": opt_state}
-        # select, not cond: no control flow around the step (see scan_steps); lax.select
-        # also keeps typed PRNG keys typed.
-        active = state["step"] < end_step
-        state = jax.tree.map(lambda new, old: jax.lax.select(active, new, old), new_state, state)
-        accuracy = (jnp.argmax(logits, -1) == labels).mean()
-        return state, {"loss": loss, "accuracy": accuracy}
-
-    def epoch_permutations(first_epoch):
-        """The data order of epochs ``first_epoch, first_epoch + 1, ...``: as many as a chunk
-        starting in ``first_epoch`` can reach. Computed once per epoch, outside the chunk: a
-        sort of the whole split is not free on CPU."""
-        return jax.vmap(lambda epoch: input_pipeline.epoch_permutation(data_key, epoch, num_train)
-                        )(first_epoch + jnp.arange(num_permutations))
-
-    def device_chunk(state, train_features, train_labels, permutations, end_step):
-        """``chunk`` steps from ``state.step`` (those at or past ``end_step`` are no-ops),
-        gathering each batch from the device-resident split in the order ``permutations``
-        (from ``epoch_permutations`` of the epoch of ``state.step``)."""
-        first_epoch = state["step"] // steps_per_epoch
-
-        def body(state, _):
-            epoch, position = jnp.divmod(state["step"], steps_per_epoch)
-            idx = input_pipeline.batch_indices(permutations[epoch - first_epoch], position,
-                                               batch_size)
-            return train_step(state, jnp.take(train_features, idx, axis=0),
-                              jnp.take(train_labels, idx, axis=0), end_step)
-
-        return scan_steps(body, state, length=chunk)
-
-    def stream_chunk(state, features, labels, end_step):
-        """Like ``device_chunk`` over given batches: features (chunk, B, ...)."""
-        return scan_steps(lambda state, batch: train_step(state, *batch, end_step), state,
-                          (features, labels), length=chunk)
-
-    def eval_batch(state, features, labels, mask, index):
-        """Sum of loss, number correct and the predictions of batch ``index`` of a padded split."""
-        features, labels, mask = (jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size)
-                                  for a in (features, labels, mask))
-        features = jax.lax.with_sharding_constraint(features, on_batch)
-        x = input_pipeline.preprocess(features, **prep)
-        model = nnx.merge(graphdef, state["params"], state["model_state"], copy=True)
-        model.eval()
-        logits = model(x)
-        mask = mask.astype(jnp.float32)
-        loss_sum = (cross_entropy(logits, labels) * mask).sum()
-        predictions = jnp.argmax(logits, -1).astype(jnp.int32)
-        correct = ((predictions == labels) * mask).sum()
-        return loss_sum, correct, predictions
-
-    train_jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=replicated)  # noqa: E731
-    return {"device_chunk": train_jit(device_chunk), "stream_chunk": train_jit(stream_chunk),
-            "epoch_permutations": jax.jit(epoch_permutations, out_shardings=replicated),
-            "eval_batch": jax.jit(eval_batch, out_shardings=replicated)}
 
 
 # ----------------------------------------------------------------------------- data
@@ -311,16 +128,16 @@ class _Data:
         self.config, self.spec, self.mesh = config, spec, mesh
         self.feature_key = "image" if spec.kind == "image" else "spectrum"
         name, data_dir = config.dataset, config.data_dir
-        test_features, test_labels = datasets.load_arrays(name, "test", data_dir=data_dir)
+        test_features, test_labels = catalogue.load_arrays(name, "test", data_dir=data_dir)
         self.test_labels = test_labels.astype(np.int32)
         if config.input_pipeline == "device":
-            train_features, train_labels = datasets.load_arrays(name, "train", data_dir=data_dir)
+            train_features, train_labels = catalogue.load_arrays(name, "train", data_dir=data_dir)
             self.num_train = len(train_labels)
-            self.train = (input_pipeline.put_replicated(train_features, mesh),
-                          input_pipeline.put_replicated(train_labels.astype(np.int32), mesh))
+            self.train = (sharding.put_replicated(train_features, mesh),
+                          sharding.put_replicated(train_labels.astype(np.int32), mesh))
             padded = input_pipeline.pad_to_batches(test_features, self.test_labels,
                                                    config.batch_size)
-            self.test = tuple(input_pipeline.put_replicated(a, mesh) for a in padded)
+            self.test = tuple(sharding.put_replicated(a, mesh) for a in padded)
         else:
             import tensorflow_datasets as tfds
 
@@ -344,8 +161,8 @@ class _Data:
         labels = np.zeros((chunk, local_batch), np.int32)
         for i in range(num_steps):
             features[i], labels[i] = next(batches)
-        return (input_pipeline.global_batch(features, self.mesh, leading_axes=1),
-                input_pipeline.global_batch(labels, self.mesh, leading_axes=1))
+        return (sharding.global_batch(features, self.mesh, leading_axes=1),
+                sharding.global_batch(labels, self.mesh, leading_axes=1))
 
 
 def evaluate(data: _Data, eval_batch, state) -> dict[str, Any]:
@@ -362,7 +179,7 @@ def evaluate(data: _Data, eval_batch, state) -> dict[str, Any]:
         batches = input_pipeline.tfdata_eval_batches(
             data.config.dataset, data_dir=data.config.data_dir, feature_key=data.feature_key,
             batch_size=data.config.batch_size)
-        outputs = [eval_batch(state, *(input_pipeline.global_batch(a, data.mesh) for a in batch),
+        outputs = [eval_batch(state, *(sharding.global_batch(a, data.mesh) for a in batch),
                               np.int32(0))
                    for batch in batches]
     loss_sums, corrects, predictions = zip(*jax.device_get(outputs), strict=True)
@@ -424,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     test split, write results.json, metrics.jsonl, TensorBoard events, confusion_matrix.png.
 
     Returns the results dict, or ``{"preempted": True, "step": ...}`` when SIGTERM stopped it.
-    Raises ConfigError, datasets.DatasetNotFoundError, NonFiniteLossError.
+    Raises ConfigError, catalogue.DatasetNotFoundError, NonFiniteLossError.
     """
     wall_start = time.time()
     spec = validate(config)
@@ -432,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     lead = jax.process_index() == 0
     if lead:
         workdir.mkdir(parents=True, exist_ok=True)
-    mesh = input_pipeline.make_mesh()
+    mesh = sharding.make_mesh()
     data = _Data(config, spec, mesh)
     batch_size = config.batch_size
     steps_per_epoch = input_pipeline.steps_per_epoch(data.num_train, batch_size)
@@ -442,10 +259,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     total_steps = config.num_epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-    chunk = resolve_steps_per_call(config)
+    chunk = steps.resolve_steps_per_call(config)
 
-    tx, schedule = make_optimizer(config, steps_per_epoch)
-    graphdef, state = init_state(config, spec, tx, mesh)
+    tx, schedule = steps.make_optimizer(config, steps_per_epoch)
+    graphdef, state = steps.init_state(config, spec, tx, mesh)
     manager = checkpointing.open_manager(workdir / "checkpoints", config.keep_checkpoints)
     log = metrics.MetricsLog(workdir, enabled=lead)
     try:
@@ -458,22 +275,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      steps_per_epoch, total_steps, batch_size, jax.device_count(),
                      jax.devices()[0].platform)
 
-        steps = make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, data.num_train,
+        compiled = steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, data.num_train,
                            chunk)
         compile_start = time.time()
         end_arg = np.int32(0)
         if data.train is not None:
-            permutations = EpochPermutations(steps["epoch_permutations"], steps_per_epoch)
-            train_chunk = steps["device_chunk"].lower(
+            permutations = EpochPermutations(compiled["epoch_permutations"], steps_per_epoch)
+            train_chunk = compiled["device_chunk"].lower(
                 state, *data.train, permutations(start_step), end_arg).compile()
-            eval_fn = steps["eval_batch"].lower(state, *data.test, end_arg).compile()
+            eval_fn = compiled["eval_batch"].lower(state, *data.test, end_arg).compile()
             call_chunk = lambda state, step, end: train_chunk(  # noqa: E731
                 state, *data.train, permutations(step), np.int32(end))
         else:
             batches = data.stream(start_step, steps_per_epoch)
             example = data.stream_chunk(iter(()), 0, chunk)
-            train_chunk = steps["stream_chunk"].lower(state, *example, end_arg).compile()
-            eval_fn = steps["eval_batch"]
+            train_chunk = compiled["stream_chunk"].lower(state, *example, end_arg).compile()
+            eval_fn = compiled["eval_batch"]
             call_chunk = lambda state, step, end: train_chunk(  # noqa: E731
                 state, *data.stream_chunk(batches, end - step, chunk), np.int32(end))
         compile_seconds = time.time() - compile_start

@@ -1,0 +1,1 @@
+"""The paper's classical scikit-learn grid (``grid.run(config, workdir)``)."""

@@ -1,0 +1,10 @@
+"""Everything before the model, in the order data flows:
+
+- ``tasks``: the two tasks' names, classes and split sizes (the only place they are written);
+- ``lamost``: LAMOST LRS FITS reader (DR1, DR8, DR10 layouts);
+- ``recipe``: the spectrum recipe, 3601-point grid -> 721-value line vector / 28x28 image;
+- ``simulator``: LAMOST-like STAR / GALAXY / QSO and F / G / K spectra, offline;
+- ``sources``: a folder of FITS files or the simulator -> examples through the recipe;
+- ``layout``: the Kaggle folder layout and the line-vector files, written and read;
+- ``catalogue``: the datasets by name, their manual downloads, whole splits as numpy.
+"""

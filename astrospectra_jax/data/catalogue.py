@@ -1,0 +1,237 @@
+"""The datasets by name: what each holds (``info``), where its real data comes from, and
+whole splits as numpy (``load_arrays``).
+
+Names are ``<builder>/<config>`` of the project's TFDS builders (``astrospectra_mnist/v2``,
+``line_astro_spectra/v1_synthetic`` ...) plus ``fashion_mnist``. ``*_synthetic`` configs are
+simulated, not LAMOST data; they are built on first use. Real configs need a manual download
+and raise ``DatasetNotFoundError`` saying what to get and where to put it.
+
+Everything here but ``load_arrays`` and ``manual_dir`` works without TensorFlow: the TFDS
+builders take their configs from this table, not the other way round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+from etils import epath
+
+from astrospectra_jax.data import layout, recipe, tasks
+
+KAGGLE_DATASET = "zzuygs/astrospectra-mnist-dataset"
+KAGGLE_URL = "https://www.kaggle.com/datasets/zzuygs/astrospectra-mnist-dataset"
+KAGGLE_ZIP = "astrospectra-mnist-dataset.zip"
+DEFAULT_MANUAL_DIR = "~/tensorflow_datasets/downloads/manual/"
+# manual_dir/line_astro_spectra/v1/, .../v2/: FITS files for the real line_astro_spectra configs
+FITS_SUBDIR = "line_astro_spectra"
+
+SYNTHETIC_WARNING = (
+    "SIMULATED DATA, NOT LAMOST OBSERVATIONS: every spectrum of this config comes from the "
+    "project's offline simulator (astrospectra_jax.data.simulator) and went through the same "
+    "recipe as real spectra. Results on it say nothing about the real benchmark; report them "
+    "as synthetic.")
+
+IMAGE_BUILDER, LINE_BUILDER = "astrospectra_mnist", "line_astro_spectra"
+KIND = {IMAGE_BUILDER: "image", LINE_BUILDER: "line"}
+FEATURE = {"image": "image", "line": "spectrum"}
+FEATURE_SHAPE = {"image": (recipe.IMAGE_SIDE, recipe.IMAGE_SIDE, 1), "line": (recipe.LINE_SIZE,)}
+# The labels of Fashion-MNIST, as TFDS names them (the classical grid's third dataset).
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigSpec:
+    """One config of both builders: a task, real or simulated (then with sizes and seed)."""
+
+    name: str
+    task: str
+    synthetic: bool
+    num_train: int = 0  # synthetic configs only
+    num_test: int = 0
+    seed: int = tasks.SYNTHETIC_SEED
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tasks.CLASS_NAMES[self.task]
+
+
+def _configs() -> tuple[ConfigSpec, ...]:
+    """v1, v2 (real), v1_synthetic, v2_synthetic (paper sizes), *_synthetic_mini."""
+    configs = [ConfigSpec(task, task, False) for task in tasks.TASKS]
+    for suffix in ("", "_mini"):
+        for task in tasks.TASKS:
+            n_train, n_test = (tasks.MINI_SPLIT_SIZES if suffix
+                               else tasks.PAPER_SPLIT_SIZES[task])
+            configs.append(ConfigSpec(f"{task}_synthetic{suffix}", task, True, n_train, n_test))
+    return tuple(configs)
+
+
+CONFIGS = _configs()
+KNOWN_DATASETS: tuple[str, ...] = tuple(
+    f"{builder}/{config.name}" for builder in KIND for config in CONFIGS) + ("fashion_mnist",)
+
+
+class DatasetNotFoundError(RuntimeError):
+    """A real dataset whose manual download is missing (the message says what to do)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    kind: str  # "image" or "line"
+    class_names: tuple[str, ...]
+    num_classes: int
+    synthetic: bool
+    feature_shape: tuple[int, ...]
+    task: str | None = None  # "v1" / "v2"; None for fashion_mnist
+
+
+def info(name: str) -> DatasetSpec:
+    """What ``name`` holds; builds and reads nothing."""
+    if name not in KNOWN_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(KNOWN_DATASETS)}")
+    if name == "fashion_mnist":
+        names = FASHION_MNIST_CLASSES
+        return DatasetSpec(name, "image", names, len(names), False, FEATURE_SHAPE["image"])
+    builder_name, config_name = name.split("/")
+    config = next(c for c in CONFIGS if c.name == config_name)
+    kind = KIND[builder_name]
+    return DatasetSpec(name, kind, config.class_names, len(config.class_names),
+                       config.synthetic, FEATURE_SHAPE[kind], config.task)
+
+
+def is_line_dataset(name: str) -> bool:
+    """True for the line-vector datasets (``line_astro_spectra/...``)."""
+    return name.split("/")[0] == LINE_BUILDER
+
+
+# ----------------------------------------------------------------------------- manual downloads
+
+def find_dirs(root, name: str) -> Iterator[epath.Path]:
+    """Folders called ``name`` (case-insensitive) under ``root``, shallowest first.
+
+    A match is not searched further, so a found dataset's own files are never walked.
+    """
+    level = [epath.Path(root)]
+    while level:
+        next_level = []
+        for folder in level:
+            for child in sorted(folder.iterdir()):
+                if not child.is_dir():
+                    continue
+                if child.name.lower() == name.lower():
+                    yield child
+                else:
+                    next_level.append(child)
+        level = next_level
+
+
+def find_files(root, suffixes: str | tuple[str, ...]) -> Iterator[epath.Path]:
+    """Files ending in one of ``suffixes`` (lower case) under ``root``, shallowest first."""
+    level = [epath.Path(root)]
+    while level:
+        next_level = []
+        for folder in level:
+            for child in sorted(folder.iterdir()):
+                if child.is_dir():
+                    next_level.append(child)
+                elif child.name.lower().endswith(suffixes):
+                    yield child
+        level = next_level
+
+
+def find_kaggle_download(manual_dir, task: str) -> epath.Path | None:
+    """The ``AstroSpectra-MNIST-<task>`` folder under ``manual_dir``, else the Kaggle zip."""
+    manual_dir = epath.Path(manual_dir)
+    if not manual_dir.is_dir():
+        return None
+    found = next(find_dirs(manual_dir, f"AstroSpectra-MNIST-{task}"), None)
+    if found is None:
+        found = next((p for p in find_files(manual_dir, ".zip")
+                      if "astrospectra" in p.name.lower()), None)
+    return found
+
+
+def find_line_download(manual_dir, task: str) -> epath.Path | None:
+    """Converter output ``LineAstroSpectra-<task>`` (any depth), else the FITS folder, else None."""
+    manual_dir = epath.Path(manual_dir)
+    if not manual_dir.is_dir():
+        return None
+    for folder in find_dirs(manual_dir, f"LineAstroSpectra-{task}"):
+        if layout.line_file(folder, "train", task).exists():
+            return folder
+    fits_dir = manual_dir / FITS_SUBDIR / task
+    if fits_dir.is_dir() and any(find_files(fits_dir, (".fits", ".fits.gz"))):
+        return fits_dir
+    return None
+
+
+_FIND_DOWNLOAD = {IMAGE_BUILDER: find_kaggle_download, LINE_BUILDER: find_line_download}
+
+
+# ----------------------------------------------------------------------------- loading (TFDS)
+
+def load_arrays(name: str, split: str, *, data_dir: str | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """One split as numpy: (images (N, 28, 28, 1) uint8 or spectra (N, 721) float32,
+    labels (N,) int32 0-based). Builds a synthetic config that is not prepared yet."""
+    import tensorflow_datasets as tfds  # TensorFlow loads here, not on import
+
+    spec = info(name)
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        _prepare(builder, spec)
+    data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    features = np.asarray(data[FEATURE[spec.kind]])
+    features = features.astype(np.uint8 if spec.kind == "image" else np.float32, copy=False)
+    return features, np.asarray(data["label"]).astype(np.int32)
+
+
+def manual_dir(data_dir: str | None = None) -> epath.Path:
+    """The manual-download folder TFDS uses for ``data_dir`` (default data dir if None)."""
+    import tensorflow_datasets as tfds
+
+    root = tfds.builder("astrospectra_mnist/v2", data_dir=data_dir).data_dir_root
+    return epath.Path(root) / "downloads" / "manual"
+
+
+def _prepare(builder, spec: DatasetSpec) -> None:
+    if spec.name == "fashion_mnist":
+        try:
+            builder.download_and_prepare()
+        except Exception as err:  # network errors come in many types
+            raise DatasetNotFoundError(
+                f"fashion_mnist is not prepared in {builder.data_dir_root} and could not be "
+                f"downloaded ({type(err).__name__}: {err}). Prepare it on a machine with "
+                f"network access: tfds build fashion_mnist --data_dir {builder.data_dir_root}"
+            ) from err
+        return
+    if not spec.synthetic:
+        builder_name, config_name = spec.name.split("/")
+        manual = epath.Path(builder.data_dir_root) / "downloads" / "manual"
+        if _FIND_DOWNLOAD[builder_name](manual, config_name) is None:
+            raise DatasetNotFoundError(_missing_message(spec, manual, builder.data_dir_root))
+    builder.download_and_prepare()
+
+
+def _missing_message(spec: DatasetSpec, manual: epath.Path, data_dir) -> str:
+    task = spec.name.split("/")[1]
+    offline = f"{spec.name}_synthetic"
+    if spec.kind == "image":
+        what = (f"the Kaggle dataset {KAGGLE_DATASET} ({KAGGLE_URL}), e.g. "
+                f"`kaggle datasets download {KAGGLE_DATASET}`")
+        where = (f"{manual}/ (the file {KAGGLE_ZIP}, or the folder extracted from it "
+                 f"that holds AstroSpectra-MNIST-{task}/)")
+    else:
+        what = (f"LAMOST low-resolution spectra (FITS) of the {task} classes "
+                f"({', '.join(tasks.CLASS_NAMES[task])}), from https://www.lamost.org/")
+        where = (f"{manual / FITS_SUBDIR / task}/ (the FITS files), or the "
+                 f"LineAstroSpectra-{task} folder written by `python -m astrospectra_jax.convert "
+                 f"fits` anywhere under {manual}/")
+    return (f"{spec.name} is real LAMOST data and is not prepared in {data_dir}; its manual "
+            f"download is missing.\n  What to download: {what}.\n  Where to put it: {where}.\n"
+            f"  To run offline use --config.dataset={offline} (simulated spectra, not LAMOST "
+            "data).")

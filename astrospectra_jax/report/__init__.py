@@ -1,0 +1,1 @@
+"""Results records in, tables and figures out: ``python -m astrospectra_jax.report``."""

@@ -1,0 +1,5 @@
+import sys
+
+from astrospectra_jax.report.build import main
+
+sys.exit(main())
