@@ -211,7 +211,7 @@ def test_interrupted_conversion_leaves_nothing_that_looks_complete(tmp_path, mon
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-way
         original(path, image)
 
-    monkeypatch.setattr(convert, "_write_png", failing)
+    monkeypatch.setattr(layout, "_write_png", failing)
     with pytest.raises(KeyboardInterrupt):
         layout.write_layout(tmp_path, "v2", _splits(5, 5), progress=False)
     assert calls["n"] == 7
@@ -223,7 +223,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, monkeypatch):
     with pytest.raises(FileExistsError, match="--overwrite"):
         layout.write_layout(tmp_path, "v2", _splits(3, 3), progress=False)
     # A failing overwrite leaves the old output as it was.
-    monkeypatch.setattr(convert, "_write_png", lambda path, image: 1 / 0)
+    monkeypatch.setattr(layout, "_write_png", lambda path, image: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         layout.write_layout(tmp_path, "v2", _splits(3, 3), overwrite=True, progress=False)
     _check_layout(tmp_path, "v2", {"train": 4, "test": 2})
@@ -241,7 +241,7 @@ def test_encode_png_round_trips():
 
 
 def test_simulation_does_not_depend_on_the_number_of_workers(monkeypatch):
-    monkeypatch.setattr(convert, "SIMULATION_CHUNK", 40)  # 3 chunks of 40, 40, 20
+    monkeypatch.setattr(sources, "SIMULATION_CHUNK", 40)  # 3 chunks of 40, 40, 20
     serial = list(sources.simulated_examples("v2", 100, 5, "test", workers=1))
     parallel = list(sources.simulated_examples("v2", 100, 5, "test", workers=2))
     assert [len(c) for c in parallel] == [40, 40, 20]

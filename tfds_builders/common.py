@@ -16,17 +16,17 @@ from astrospectra_jax.data import catalogue, tasks
 
 @dataclasses.dataclass(eq=False)
 class AstroSpectraConfig(tfds.core.BuilderConfig):
-    """One task (v1 or v2), real (manual download) or simulated with fixed sizes and seed."""
+    """A config of the dataset catalogue as TFDS sees it: a task, real (manual download) or
+    simulated with fixed sizes and seed."""
 
-    task: str = "v2"
-    synthetic: bool = False
-    num_train: int = 0  # synthetic configs only
-    num_test: int = 0
-    seed: int = tasks.SYNTHETIC_SEED
+    spec: catalogue.ConfigSpec | None = None
 
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return tasks.CLASS_NAMES[self.task]
+    task = property(lambda self: self.spec.task)
+    synthetic = property(lambda self: self.spec.synthetic)
+    num_train = property(lambda self: self.spec.num_train)
+    num_test = property(lambda self: self.spec.num_test)
+    seed = property(lambda self: self.spec.seed)
+    class_names = property(lambda self: self.spec.class_names)
 
 
 def make_configs(real_source: str) -> list[AstroSpectraConfig]:
@@ -42,9 +42,7 @@ def make_configs(real_source: str) -> list[AstroSpectraConfig]:
                 + (" Small, for tests and quick looks." if spec.name.endswith("_mini") else ""))
         else:
             description = f"{text}: {real_source}."
-        configs.append(AstroSpectraConfig(
-            name=spec.name, task=spec.task, synthetic=spec.synthetic, num_train=spec.num_train,
-            num_test=spec.num_test, seed=spec.seed, description=description))
+        configs.append(AstroSpectraConfig(name=spec.name, spec=spec, description=description))
     return configs
 
 
