@@ -2,7 +2,7 @@
 
     python -m astrospectra_jax.suite --dataset astrospectra_mnist/v2_synthetic --models all \\
         --seeds 3 --runs runs/ [--input-size config|native|paper] [--set num_epochs=5 ...]
-        [--dry-run]
+        [--main main.py] [--configs configs/] [--dry-run]
 
 Each run is ``main.py --config=configs/<v1|v2>_<model>.py`` (``line_<v>_conv1d.py`` for the
 line datasets; Fashion-MNIST uses the v2 configs) in
@@ -11,21 +11,23 @@ A run whose ``results.json`` exists is skipped; one that started but did not fin
 again with the same command, which resumes from its latest checkpoint. A failed run is
 recorded (``suite_run.json`` and its log) and the suite goes on; the exit status is 1 if any
 run failed. ``python -m astrospectra_jax.report --runs <runs>`` summarises the results.
+``--main`` and ``--configs`` default to this checkout's ``main.py`` and ``configs/``; file
+names and records are those of ``astrospectra_jax.results``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
+import importlib.machinery
 import importlib.util
-import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -33,14 +35,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from astrospectra_jax import results
 from astrospectra_jax.data import catalogue
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-MAIN = REPO_ROOT / "main.py"
-CONFIG_DIR = REPO_ROOT / "configs"
-RESULTS = "results.json"
-RECORD = "suite_run.json"
-LOG = "train.log"
+# The checkout this package sits in: the defaults of --main and --configs.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+DEFAULT_MAIN = _CHECKOUT / "main.py"
+DEFAULT_CONFIGS = _CHECKOUT / "configs"
 INPUT_SIZE_CHOICES = ("config", "native", "paper")
 PAPER_INPUT_SIZE = 224  # the torchvision architectures on upsampled images
 # Fields the suite sets itself for every run; --set may not change them.
@@ -62,6 +63,7 @@ class Run:
     config: Path
     workdir: Path
     command: tuple[str, ...]
+    cwd: Path  # main.py's folder: configs import ``configs.base`` from there
 
     @property
     def name(self) -> str:
@@ -69,13 +71,13 @@ class Run:
 
     @property
     def log(self) -> Path:
-        return self.workdir / LOG
+        return self.workdir / results.SUITE_LOG
 
     def state(self) -> str:
         """``finished`` (results.json), ``partial`` (started: resumes) or ``new``."""
-        if (self.workdir / RESULTS).is_file():
+        if (self.workdir / results.RESULTS_JSON).is_file():
             return "finished"
-        return "partial" if (self.workdir / "checkpoints").is_dir() else "new"
+        return "partial" if (self.workdir / results.CHECKPOINTS_DIR).is_dir() else "new"
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -108,23 +110,46 @@ def select_models(spec: str, dataset: str) -> list[str]:
     return names
 
 
+@contextlib.contextmanager
+def _configs_package(folder: Path):
+    """Bind the package name ``configs`` to ``folder`` while a config file loads, so that its
+    ``from configs.base import ...`` reads that folder's base.py (as ``main.py`` run from
+    the checkout does), without touching sys.path; any other ``configs`` is put back."""
+    def ours() -> list[str]:
+        return [n for n in sys.modules if n == "configs" or n.startswith("configs.")]
+
+    saved = {name: sys.modules.pop(name) for name in ours()}
+    spec = importlib.machinery.ModuleSpec("configs", None, is_package=True)
+    spec.submodule_search_locations = [str(folder)]
+    sys.modules["configs"] = importlib.util.module_from_spec(spec)
+    try:
+        yield
+    finally:
+        for name in ours():
+            del sys.modules[name]
+        sys.modules.update(saved)
+
+
+def load_config(path: Path):
+    """``get_config()`` of a config file; SuiteError naming the file if it cannot run."""
+    path = Path(path)
+    try:
+        with _configs_package(path.parent):
+            spec = importlib.util.spec_from_file_location(f"configs.{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module.get_config()
+    except Exception as error:
+        raise SuiteError(f"cannot load {path}: {type(error).__name__}: {error}") from error
+
+
 def config_input_size(config: Path) -> int:
     """``model.input_size`` of a config file (its ``get_config()``)."""
-    name = f"_suite_config_{config.stem}"
-    spec = importlib.util.spec_from_file_location(name, config)
-    module = importlib.util.module_from_spec(spec)
-    added = str(REPO_ROOT) not in sys.path
-    if added:  # configs import configs.base from the repository root
-        sys.path.insert(0, str(REPO_ROOT))
     try:
-        spec.loader.exec_module(module)
-        return int(module.get_config().model.input_size)
-    except Exception as error:
+        return int(load_config(config).model.input_size)
+    except (AttributeError, TypeError, ValueError) as error:
         raise SuiteError(f"cannot read model.input_size from {config}: "
                          f"{type(error).__name__}: {error}") from error
-    finally:
-        if added:
-            sys.path.remove(str(REPO_ROOT))
 
 
 def input_size(model: str, choice: str, config: Path | None = None) -> int:
@@ -148,7 +173,7 @@ def input_size(model: str, choice: str, config: Path | None = None) -> int:
     return sizes[0]
 
 
-def config_path(dataset: str, model: str, config_dir: Path = CONFIG_DIR) -> Path:
+def config_path(dataset: str, model: str, config_dir: Path = DEFAULT_CONFIGS) -> Path:
     """configs/<v1|v2>_<model>.py, configs/line_<v>_conv1d.py for line vectors; Fashion-MNIST
     runs with the v2 configs."""
     if dataset == "fashion_mnist":
@@ -194,9 +219,14 @@ def parse_overrides(items: Sequence[str]) -> list[str]:
 def plan(datasets: Sequence[str], models: str, seeds: Sequence[int], runs: str | Path, *,
          input_size_choice: str = "config", overrides: Sequence[str] = (),
          data_dir: str | None = None, python: str = sys.executable,
-         config_dir: Path = CONFIG_DIR) -> list[Run]:
+         config_dir: Path = DEFAULT_CONFIGS, main: Path = DEFAULT_MAIN) -> list[Run]:
     """Every (dataset, model, seed) run, in that order; raises SuiteError for a bad option
-    or a missing config file."""
+    or a missing config file. Each run is ``python main --config=<config_dir>/...``."""
+    main, config_dir = Path(main).absolute(), Path(config_dir).absolute()
+    if not main.is_file():
+        raise SuiteError(f"--main {main}: no such file")
+    if not config_dir.is_dir():
+        raise SuiteError(f"--configs {config_dir}: no such folder")
     known = catalogue.KNOWN_DATASETS
     flags = parse_overrides(overrides)
     runs = Path(runs).absolute()
@@ -211,13 +241,13 @@ def plan(datasets: Sequence[str], models: str, seeds: Sequence[int], runs: str |
             size = input_size(model, input_size_choice, config)
             for seed in seeds:
                 workdir = run_dir(runs, dataset, model, size, seed)
-                command = [python, str(MAIN), f"--config={config}", f"--workdir={workdir}",
+                command = [python, str(main), f"--config={config}", f"--workdir={workdir}",
                            f"--config.dataset={dataset}", f"--config.seed={seed}",
                            f"--config.model.input_size={size}"]
                 if data_dir:
                     command.append(f"--config.data_dir={Path(data_dir).absolute()}")
                 planned.append(Run(dataset, model, size, seed, config, workdir,
-                                   tuple(command + flags)))
+                                   tuple(command + flags), cwd=main.parent))
     return planned
 
 
@@ -227,22 +257,10 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    """Atomically: a temporary file renamed over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_record(workdir: Path) -> dict | None:
+def read_record(workdir: Path) -> results.SuiteRun | None:
     """The suite's record of a run (``suite_run.json``), or None."""
     try:
-        return json.loads((Path(workdir) / RECORD).read_text())
+        return results.read_json(Path(workdir) / results.SUITE_RECORD)
     except (OSError, ValueError):
         return None
 
@@ -273,17 +291,17 @@ def execute_one(run: Run, *, resumed: bool) -> dict:
     to ``suite_run.json``). Ctrl-C asks the run to checkpoint and stop (SIGTERM), then
     re-raises KeyboardInterrupt."""
     run.workdir.mkdir(parents=True, exist_ok=True)
-    record = {"name": run.name, "dataset": run.dataset, "model": run.model,
+    record: results.SuiteRun = {"name": run.name, "dataset": run.dataset, "model": run.model,
               "input_size": run.input_size, "seed": run.seed, "command": list(run.command),
               "log": str(run.log), "resumed": resumed, "started_at": _now(), "status": "running"}
-    _write_json(run.workdir / RECORD, record)
+    results.write_json(run.workdir / results.SUITE_RECORD, record)
     start = time.time()
     interrupted = False
     with open(run.log, "a") as log:
         log.write(f"\n=== {_now()} suite: {shlex.join(run.command)}\n")
         log.flush()
         # A session of its own: Ctrl-C reaches the suite only, which stops the run cleanly.
-        process = subprocess.Popen(run.command, cwd=REPO_ROOT, stdout=log,
+        process = subprocess.Popen(run.command, cwd=run.cwd, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                    start_new_session=True)
@@ -302,11 +320,12 @@ def execute_one(run: Run, *, resumed: bool) -> dict:
         record.update(status="interrupted", error="stopped by Ctrl-C; rerun to resume")
     elif returncode != 0:
         record.update(status="failed", error=f"exit status {returncode}")
-    elif not (run.workdir / RESULTS).is_file():
-        record.update(status="failed", error=f"exit status 0 but no {RESULTS} was written")
+    elif not (run.workdir / results.RESULTS_JSON).is_file():
+        record.update(status="failed",
+                      error=f"exit status 0 but no {results.RESULTS_JSON} was written")
     else:
         record["status"] = "ok"
-    _write_json(run.workdir / RECORD, record)
+    results.write_json(run.workdir / results.SUITE_RECORD, record)
     if interrupted:
         raise KeyboardInterrupt
     return record
@@ -409,8 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="config override for every run, e.g. --set num_epochs=1 "
                              "--set batch_size=256")
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (config.data_dir)")
-    parser.add_argument("--config-dir", default=str(CONFIG_DIR),
-                        help="folder of the <v1|v2>_<model>.py configs (default: configs/)")
+    parser.add_argument("--configs", "--config-dir", dest="configs",
+                        default=str(DEFAULT_CONFIGS),
+                        help="folder of the <v1|v2>_<model>.py configs (default: this "
+                             "checkout's configs/)")
+    parser.add_argument("--main", default=str(DEFAULT_MAIN),
+                        help="the main.py that runs each config (default: this checkout's)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the commands (and whether each is new, resumes or is "
                              "skipped) without running anything")
@@ -425,7 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         runs = plan(datasets, args.models, parse_seeds(args.seeds), args.runs,
                     input_size_choice=args.input_size, overrides=args.overrides,
-                    data_dir=args.data_dir, config_dir=Path(args.config_dir).absolute())
+                    data_dir=args.data_dir, config_dir=Path(args.configs),
+                    main=Path(args.main))
     except SuiteError as error:
         parser.error(str(error))
     if args.dry_run:

@@ -18,8 +18,8 @@ import pytest
 from sklearn.linear_model import SGDClassifier
 from sklearn.multiclass import OneVsRestClassifier
 
-from astrospectra_jax import paper
-from astrospectra_jax.classical import grid
+from astrospectra_jax import paper, results
+from astrospectra_jax.classical import grid, store, tables
 
 REPO = Path(__file__).resolve().parents[1]
 # Runs for minutes on tiny data: the stand-in for a configuration that outlives its budget.
@@ -128,7 +128,7 @@ def test_local_backend_records_failures_and_timeouts_and_goes_on(tmp_path):
     assert "time budget" in by_row[SLOW_ROW.index]["error"]
     assert time.perf_counter() - start < 45
     assert multiprocessing.active_children() == []  # the fitting processes are gone
-    stored = {r["row"]: r for r in grid.read_store(tmp_path).values()}
+    stored = {r["row"]: r for r in store.read_store(tmp_path).values()}
     assert stored[SLOW_ROW.index]["status"] == "timeout"
     assert stored[BAD_ROW.index]["status"] == "failed"
 
@@ -153,7 +153,7 @@ def test_dask_backend_gives_the_local_results(tmp_path):
 
 def test_a_killed_grid_resumes_with_the_missing_configurations(tmp_path):
     psutil = pytest.importorskip("psutil")
-    store = tmp_path / "store"
+    store_dir = tmp_path / "store"
     script = tmp_path / "grid.py"
     script.write_text(textwrap.dedent(f"""
         from astrospectra_jax.classical import grid
@@ -161,14 +161,14 @@ def test_a_killed_grid_resumes_with_the_missing_configurations(tmp_path):
 
         if __name__ == "__main__":
             rows = grid.grid_rows()[:2] + [SLOW_ROW]
-            grid.run_grid(*tiny_data(), rows, store_dir={str(store)!r}, n_jobs=1,
-                               time_budget_s=600, progress=False)
+            grid.run_grid(*tiny_data(), rows, store_dir={str(store_dir)!r}, n_jobs=1,
+                          time_budget_s=600, progress=False)
     """))
     process = subprocess.Popen([sys.executable, str(script)], cwd=REPO,
                                env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         deadline = time.monotonic() + 60
-        while len(list(store.glob("*.json"))) < 2:
+        while len(list(store_dir.glob("*.json"))) < 2:
             assert process.poll() is None, "the grid stopped by itself"
             assert time.monotonic() < deadline, "the first configurations never finished"
             time.sleep(0.1)
@@ -182,14 +182,14 @@ def test_a_killed_grid_resumes_with_the_missing_configurations(tmp_path):
     # The fitting processes stop with the grid instead of fitting on for nobody.
     _, alive = psutil.wait_procs(helpers, timeout=15)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
-    before = {p.name: p.stat().st_mtime_ns for p in store.glob("*.json")}
-    assert len(before) == 2 and not list(store.glob("*.tmp"))
+    before = {p.name: p.stat().st_mtime_ns for p in store_dir.glob("*.json")}
+    assert len(before) == 2 and not list(store_dir.glob("*.tmp"))
 
     rows = grid.grid_rows()[:3]
-    records = grid.run_grid(*tiny_data(), rows, store_dir=store, n_jobs=1, progress=False)
+    records = grid.run_grid(*tiny_data(), rows, store_dir=store_dir, n_jobs=1, progress=False)
     assert [r["reused"] for r in records] == [True, True, False]
     assert all(r["status"] == "ok" for r in records)
-    after = {p.name: p.stat().st_mtime_ns for p in store.glob("*.json")}
+    after = {p.name: p.stat().st_mtime_ns for p in store_dir.glob("*.json")}
     assert len(after) == 3 and all(after[name] == t for name, t in before.items())
 
 
@@ -209,30 +209,34 @@ def test_run_writes_results_against_the_paper(tmp_path, monkeypatch):
     config.n_jobs = 1
     config.time_budget_s = 0.0
     images = grid.run(config, tmp_path / "images")
-    with open(tmp_path / "images" / grid.RESULTS_CSV, newline="") as f:
+    with open(tmp_path / "images" / results.CLASSICAL_CSV, newline="") as f:
         table = list(csv.DictReader(f))
-    assert tuple(table[0]) == grid.CSV_COLUMNS
+    assert tuple(table[0]) == tables.CSV_COLUMNS
     assert [int(r["row"]) for r in table] == [0, 24]
     assert float(table[0]["paper_accuracy"]) == 0.778
     assert float(table[0]["difference"]) == pytest.approx(images[0]["accuracy"] - 0.778, abs=1e-5)
     assert json.loads(table[1]["params"]) == {"priors": "uniform"}
-    md = (tmp_path / "images" / grid.RESULTS_MD).read_text()
+    md = (tmp_path / "images" / results.CLASSICAL_MD).read_text()
     assert "SYNTHETIC DATA" in md and "Table 1-1" in md and "GaussianNB" in md
+    summary = results.read_classical_summary(tmp_path / "images" / results.CLASSICAL_JSON)
+    assert summary["dataset"] == "astrospectra_mnist/v1_synthetic" and summary["synthetic"]
+    assert summary["rows"][0]["accuracy"] == images[0]["accuracy"]  # numbers, not text
+    assert summary["setup"]["n_train"] == 90 and summary["setup"]["train_subsample"] == 0
 
     config.dataset = "line_astro_spectra/v1_synthetic"
     config.rows = (0, 1)
     config.image_workdir = str(tmp_path / "images")
     line = grid.run(config, tmp_path / "line")
-    with open(tmp_path / "line" / grid.RESULTS_CSV, newline="") as f:
+    with open(tmp_path / "line" / results.CLASSICAL_CSV, newline="") as f:
         table = list(csv.DictReader(f))
-    assert tuple(table[0]) == grid.CSV_COLUMNS + grid.LINE_CSV_COLUMNS
+    assert tuple(table[0]) == tables.CSV_COLUMNS + tables.LINE_CSV_COLUMNS
     assert [r["image_source"] for r in table] == ["ours", "paper"]
     assert float(table[0]["image_accuracy"]) == pytest.approx(images[0]["accuracy"])
     assert float(table[1]["image_accuracy"]) == 0.774  # Table 1-2's image column
     assert [float(r["paper_accuracy"]) for r in table] == [0.795, 0.779]
     assert line[0]["line_minus_image"] == pytest.approx(line[0]["accuracy"]
                                                         - images[0]["accuracy"])
-    md = (tmp_path / "line" / grid.RESULTS_MD).read_text()
+    md = (tmp_path / "line" / results.CLASSICAL_MD).read_text()
     assert "SYNTHETIC DATA" in md and "Line vectors against images" in md
 
     config.backend = "spark"

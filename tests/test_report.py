@@ -15,6 +15,7 @@ import pytest
 from astrospectra_jax import paper, suite
 from astrospectra_jax.classical import grid
 from astrospectra_jax.report import build as report
+from astrospectra_jax.report import collect
 
 MINI = "astrospectra_mnist/v2_synthetic_mini"
 TINY = ["num_epochs=1", "max_steps=4", "batch_size=32", "steps_per_call=2",
@@ -168,7 +169,7 @@ def test_resumed_runs_keep_the_last_record_of_a_step(tmp_path):
              {"split": "test", "step": 4, "loss": 0.7, "accuracy": 0.55}]  # after a resume
     path = tmp_path / "metrics.jsonl"
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
-    train, test = report.read_curves(path)
+    train, test = collect.read_curves(path)
     assert train == {"step": [2, 4], "loss": [1.0, 0.8], "accuracy": [0.4, 0.6]}
     assert test == {"step": [4], "loss": [0.7], "accuracy": [0.55]}
 

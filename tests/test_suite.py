@@ -45,16 +45,54 @@ def test_dry_run_lists_every_command(tmp_path, capsys):
     resnet = next(r for r in planned if r.model == "resnet18" and r.seed == 2)
     flags = _flags(resnet.command)
     assert resnet.workdir == runs.absolute() / "astrospectra_mnist_v2_synthetic" / "resnet18_224" / "seed2"
-    assert flags["--config"] == str(suite.CONFIG_DIR / "v2_resnet18.py")
+    assert flags["--config"] == str(suite.DEFAULT_CONFIGS / "v2_resnet18.py")
     assert flags["--workdir"] == str(resnet.workdir)
     assert flags["--config.dataset"] == "astrospectra_mnist/v2_synthetic"
     assert flags["--config.seed"] == "2" and flags["--config.model.input_size"] == "224"
     assert flags["--config.num_epochs"] == "2"
-    assert Path(resnet.command[1]) == suite.MAIN
+    assert Path(resnet.command[1]) == suite.DEFAULT_MAIN
 
     line = suite.plan(["line_astro_spectra/v1_synthetic"], "all", [0], runs)
     assert [(r.model, r.input_size, r.config.name) for r in line] == [
         ("conv1d", 721, "line_v1_conv1d.py")]
+
+
+def test_configs_and_main_come_from_the_folders_given(tmp_path, capsys):
+    """--configs: its base.py is the one the configs import (no sys.path edit); --main: the
+    script each run starts, from its own folder."""
+    configs = tmp_path / "my_configs"
+    configs.mkdir()
+    (configs / "base.py").write_text(
+        "import ml_collections\n\n"
+        "def get_base_config():\n"
+        "    config = ml_collections.ConfigDict()\n"
+        "    config.model = ml_collections.ConfigDict({'name': '', 'input_size': 28})\n"
+        "    return config\n")
+    (configs / "v2_resnet18.py").write_text(
+        "from configs.base import get_base_config\n\n"
+        "def get_config():\n"
+        "    config = get_base_config()\n"
+        "    config.model.name = 'resnet18'\n"
+        "    return config\n")
+    main = tmp_path / "elsewhere" / "main.py"
+    main.parent.mkdir()
+    main.write_text("")
+    path_before, configs_before = list(sys.path), sys.modules.get("configs")
+
+    run, = suite.plan(["astrospectra_mnist/v2_synthetic"], "resnet18", [0], tmp_path / "runs",
+                      config_dir=configs, main=main)
+    assert run.input_size == 28  # the default checkout's v2_resnet18.py says 224
+    assert run.command[1] == str(main) and run.cwd == main.parent
+    assert _flags(run.command)["--config"] == str(configs / "v2_resnet18.py")
+    assert sys.path == path_before and sys.modules.get("configs") is configs_before
+
+    argv = ["--dataset", MINI, "--models", "lenet", "--runs", str(tmp_path), "--dry-run"]
+    with pytest.raises(SystemExit):
+        suite.main(argv + ["--main", str(tmp_path / "nowhere.py")])
+    assert "nowhere.py: no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        suite.main(argv + ["--configs", str(configs)])  # no v2_lenet.py there
+    assert "v2_lenet.py does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,24 +13,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from astrospectra_jax import results  # noqa: E402
+
 SYNTHETIC_MARK = " [SYNTHETIC]"
 _LINESTYLES = ("-", "--", ":", "-.")
 
 
 def save(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG through a temporary file renamed over ``path``; closes it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """Write ``fig`` as PNG atomically (``results.atomic_open``); closes it."""
     try:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with results.atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-    return path
+    return Path(path)
 
 
 def _grid(n: int, max_columns: int = 4) -> tuple[int, int]:

@@ -1,10 +1,9 @@
-"""What a run writes: TensorBoard scalars, metrics.jsonl, results.json, confusion_matrix.png."""
+"""What a run writes: TensorBoard scalars, metrics.jsonl, the classification report in
+results.json, confusion_matrix.png (names and the atomic write: ``astrospectra_jax.results``)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,8 @@ from typing import Any
 import numpy as np
 from clu import metric_writers
 from sklearn import metrics as skmetrics
+
+from astrospectra_jax import results
 
 
 class MetricsLog:
@@ -24,7 +25,7 @@ class MetricsLog:
     def __init__(self, workdir: str | Path, *, enabled: bool):
         self.enabled = enabled
         self.writer = metric_writers.create_default_writer(str(workdir), just_logging=not enabled)
-        self._jsonl = open(Path(workdir) / "metrics.jsonl", "a") if enabled else None
+        self._jsonl = open(Path(workdir) / results.METRICS_JSONL, "a") if enabled else None
 
     def write(self, split: str, step: int, values: dict[str, float]) -> None:
         self.writer.write_scalars(step, {f"{split}/{k}": v for k, v in values.items()})
@@ -58,20 +59,6 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray,
     }
 
 
-def _atomic_path(path: Path):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
-
-
-def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write JSON to a temporary file, then rename: readers never see half a file."""
-    path = Path(path)
-    tmp = _atomic_path(path)
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)
-
-
 def plot_confusion_matrix(path: str | Path, matrix: Sequence[Sequence[int]],
                           class_names: Sequence[str], title: str) -> None:
     """The confusion matrix as a PNG (true class on rows, predicted on columns)."""
@@ -80,13 +67,13 @@ def plot_confusion_matrix(path: str | Path, matrix: Sequence[Sequence[int]],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
     fig, ax = plt.subplots(figsize=(4.8, 4.4), dpi=120)
     display = skmetrics.ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names)
     display.plot(ax=ax, cmap="Blues", colorbar=False, values_format="d")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    tmp = _atomic_path(path)
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with results.atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png")
+    finally:
+        plt.close(fig)

@@ -30,6 +30,7 @@ import numpy as np
 from absl import logging
 
 from astrospectra_jax import models
+from astrospectra_jax import results as run_files
 from astrospectra_jax.data import catalogue
 from astrospectra_jax.training import checkpointing, input_pipeline, metrics, sharding, steps
 
@@ -263,7 +264,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     tx, schedule = steps.make_optimizer(config, steps_per_epoch)
     graphdef, state = steps.init_state(config, spec, tx, mesh)
-    manager = checkpointing.open_manager(workdir / "checkpoints", config.keep_checkpoints)
+    manager = checkpointing.open_manager(workdir / run_files.CHECKPOINTS_DIR,
+                                         config.keep_checkpoints)
     log = metrics.MetricsLog(workdir, enabled=lead)
     try:
         state, restored_step = checkpointing.restore_latest(manager, state)
@@ -339,9 +341,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             "resumed_from_step": restored_step,
         })
         if lead:
-            metrics.write_json(workdir / "results.json", results)
+            run_files.write_json(workdir / run_files.RESULTS_JSON, results)
             metrics.plot_confusion_matrix(
-                workdir / "confusion_matrix.png", results["confusion_matrix"], spec.class_names,
+                workdir / run_files.CONFUSION_PNG, results["confusion_matrix"], spec.class_names,
                 title=f"{config.dataset}{' (SYNTHETIC)' if spec.synthetic else ''}\n"
                       f"{config.model.name}: test accuracy {results['accuracy']:.3f}")
         logging.info("Test accuracy %.4f (loss %.4f) on %d examples of %s%s; results in %s",
