@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astrospectra_jax import paper, suite
+from astrospectra_jax import paper, results, suite
 from astrospectra_jax.classical import grid
 from astrospectra_jax.report import build as report
 from astrospectra_jax.report import collect
@@ -160,6 +160,18 @@ def test_empty_folder_renders_with_notes_and_lists_failed_runs(tmp_path):
     assert re.search(rf"\| {re.escape(failing.name)} \| failed \| exit status 1 \| "
                      rf"`{re.escape(str(failing.log))}` \|", md)
     assert json.loads((tmp_path / "out" / "report.json").read_text())["figures"] == []
+
+
+def test_unreadable_and_older_records_are_named(tmp_path):
+    runs_dir = tmp_path / "runs"
+    (runs_dir / "old_grid").mkdir(parents=True)
+    (runs_dir / "old_grid" / results.CLASSICAL_CSV).write_text("row,classifier\n")
+    (runs_dir / "broken").mkdir()
+    (runs_dir / "broken" / results.RESULTS_JSON).write_text('{"model": "lenet"}')
+    md = report.build_report(runs_dir, tmp_path / "out", embeddings=False).read_text()
+    assert "No runs found for Table 2" in md and "No classical runs found" in md
+    assert f"old_grid/{results.CLASSICAL_CSV}`: no {results.CLASSICAL_JSON} beside it" in md
+    assert f"broken/{results.RESULTS_JSON}: missing field(s) dataset, accuracy" in md
 
 
 def test_resumed_runs_keep_the_last_record_of_a_step(tmp_path):

@@ -36,7 +36,7 @@ from astrospectra_jax.data import catalogue
 from astrospectra_jax.report import collect, figures
 from astrospectra_jax.report.collect import DeepRun
 from astrospectra_jax.report.tables import (Report, classical_section, dataset_order, device_text,
-                                            mark, mean_std, model_order, problems_section,
+                                            marked, mean_std, model_order, problems_section,
                                             slug, std_over_seeds, synthetic_caption,
                                             table2_section, throughput_section, aggregate)
 
@@ -79,7 +79,7 @@ def embed(x: np.ndarray, labels: np.ndarray, *, max_points: int = MAX_POINTS, se
 
 
 
-# ----------------------------------------------------------------------------- sections with figures
+# ------------------------------------------------------------------------- sections with figures
 
 def _confusion_section(report: Report, rows: list[dict]) -> None:
     report.add("## Confusion matrices and per-class metrics", "")
@@ -115,7 +115,7 @@ def _confusion_section(report: Report, rows: list[dict]) -> None:
         if panels:
             path = figures.confusion_grid(
                 report.out / f"confusion_{slug(dataset)}.png", panels,
-                title=f"Confusion matrices on {mark(dataset, synthetic)}, test split\n"
+                title=f"Confusion matrices on {marked(dataset, synthetic)}, test split\n"
                       "mean counts over seeds; colour and first number: fraction of the true "
                       "class")
             report.figure(path, f"confusion matrices on {dataset}")
@@ -163,7 +163,7 @@ def _embedding_section(report: Report, datasets: dict[str, bool], data_dir: str 
             "line vectors (each min-max scaled to [0, 1])"
         path = figures.embeddings(
             report.out / f"embedding_{slug(dataset)}.png", panels, result["labels"],
-            class_names, title=f"{mark(dataset, synthetic)}: {n} of {len(y)} test examples")
+            class_names, title=f"{marked(dataset, synthetic)}: {n} of {len(y)} test examples")
         report.add(f"{n} of {len(y)} test examples (random subsample, seed 0), {kind}.", "")
         report.figure(path, f"PCA and t-SNE of {dataset}")
         report.data["embeddings"][dataset] = {"points": n, "test_examples": int(len(y)),
@@ -193,7 +193,7 @@ def _curves_section(report: Report, runs: list[DeepRun]) -> None:
             continue
         path = figures.training_curves(
             report.out / f"curves_{slug(dataset)}.png", curves,
-            title=f"Training curves on {mark(dataset, synthetic)} (train: running mean over "
+            title=f"Training curves on {marked(dataset, synthetic)} (train: running mean over "
                   "the logging window; test: whole test split)")
         report.figure(path, f"training curves on {dataset}")
 

@@ -90,18 +90,25 @@ def _skip(path: Path) -> bool:
         p.startswith(".") for p in path.parts[-3:])
 
 
+def _read_all(runs_dir: Path, name: str, read, problems: list[str]):
+    """(path, read(path)) for every file called ``name`` under ``runs_dir`` (not inside
+    checkpoints or hidden folders); a note in ``problems`` for each unreadable one."""
+    for path in sorted(Path(runs_dir).rglob(name)):
+        if _skip(path.relative_to(runs_dir)):
+            continue
+        try:
+            yield path, read(path)
+        except (OSError, ValueError) as error:  # results' readers name the file
+            text = str(error) if str(path) in str(error) else f"{path}: {error}"
+            problems.append(f"unreadable: {text}")
+
+
 def find_deep_runs(runs_dir: Path) -> tuple[list[DeepRun], list[str]]:
     """Every readable run (results.json with dataset, model and accuracy) under ``runs_dir``,
     and a note for each unreadable one."""
     runs, problems = [], []
-    for path in sorted(Path(runs_dir).rglob(results.RESULTS_JSON)):
-        if _skip(path.relative_to(runs_dir)):
-            continue
-        try:
-            record = results.read_deep_results(path)
-        except (OSError, ValueError) as error:
-            problems.append(f"`{path}`: unreadable ({error})")
-            continue
+    for path, record in _read_all(runs_dir, results.RESULTS_JSON, results.read_deep_results,
+                                  problems):
         train, test = read_curves(path.parent / results.METRICS_JSONL)
         runs.append(DeepRun(path.parent, record, train, test))
     return runs, problems
@@ -136,14 +143,8 @@ def find_classical(runs_dir: Path) -> tuple[list[ClassicalResult], list[str]]:
     """Every classical grid (``classical_results.json``) under ``runs_dir``, and a note for
     each unreadable one or one that has only the older CSV / Markdown tables."""
     found, problems = [], []
-    for path in sorted(Path(runs_dir).rglob(results.CLASSICAL_JSON)):
-        if _skip(path.relative_to(runs_dir)):
-            continue
-        try:
-            summary = results.read_classical_summary(path)
-        except (OSError, ValueError) as error:
-            problems.append(f"`{path}`: unreadable ({error})")
-            continue
+    for path, summary in _read_all(runs_dir, results.CLASSICAL_JSON,
+                                   results.read_classical_summary, problems):
         found.append(ClassicalResult(path.parent, summary["dataset"],
                                      is_synthetic(summary["dataset"], summary["synthetic"]),
                                      summary["rows"], summary["setup"]))

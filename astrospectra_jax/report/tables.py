@@ -38,7 +38,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
-def mark(dataset: str, synthetic: bool) -> str:
+def marked(dataset: str, synthetic: bool) -> str:
     return dataset + (figures.SYNTHETIC_MARK if synthetic else "")
 
 
@@ -178,7 +178,8 @@ def table2_section(report: Report, rows: list[dict]) -> None:
             average += [f"{markdown.fmt(s['ours_average'])} ({s['n_models']} models)",
                         f"{markdown.fmt(s['paper_average'])} ({s['n_paper_models']} models)",
                         markdown.signed(diff)]
-            variance += [markdown.fmt(s["ours_variance"], 5), markdown.fmt(s["paper_variance"], 5), ""]
+            variance += [markdown.fmt(s["ours_variance"], 5),
+                         markdown.fmt(s["paper_variance"], 5), ""]
         report.table(header, body + [average, variance])
         columns = sorted({c for d in datasets if (c := _paper_column(d)) in paper.IMAGE_COLUMNS})
         notes = []
@@ -195,7 +196,7 @@ def table2_section(report: Report, rows: list[dict]) -> None:
                 report.out / f"table2_{slug(dataset)}.png", [r["label"] for r in chosen],
                 [r["mean"] for r in chosen], [r["std"] or 0.0 for r in chosen],
                 [r["paper"] for r in chosen],
-                title=f"Test accuracy on {mark(dataset, dataset in synthetic)}: ours vs paper")
+                title=f"Test accuracy on {marked(dataset, dataset in synthetic)}: ours vs paper")
             report.figure(path, f"Table 2 accuracy on {dataset}")
     if line_rows:
         report.add("### 1-D model on the line vectors (not in the paper's Table 2)", "")
@@ -350,7 +351,7 @@ def _classical_table(report: Report, table: str, grids: list[ClassicalResult],
         path = figures.classical_scatter(
             report.out / f"classical_{slug(result.dataset)}_{slug(where)}.png",
             ours, theirs, names,
-            title=f"Table {table} on {mark(result.dataset, result.synthetic)}: ours vs paper "
+            title=f"Table {table} on {marked(result.dataset, result.synthetic)}: ours vs paper "
                   "per configuration")
         report.figure(path, f"classical grid on {result.dataset}: ours against the paper")
     return summaries
@@ -359,7 +360,8 @@ def _classical_table(report: Report, table: str, grids: list[ClassicalResult],
 def classical_section(report: Report, grids: list[ClassicalResult], runs_dir: Path) -> None:
     report.add("## Tables 1-1 and 1-2: classical scikit-learn grid", "")
     if not grids:
-        report.add(f"_No classical runs found under `{runs_dir}` ({results.CLASSICAL_JSON}). Run e.g. "
+        report.add(f"_No classical runs found under `{runs_dir}` ({results.CLASSICAL_JSON}). "
+                   "Run e.g. "
                    "`python main.py --config=configs/classical_v2.py --config.dataset="
                    "astrospectra_mnist/v2_synthetic --workdir=DIR/classical_v2_synthetic`._", "")
         return
@@ -380,7 +382,8 @@ def classical_section(report: Report, grids: list[ClassicalResult], runs_dir: Pa
 def device_text(devices: dict | None) -> str:
     if not devices:
         return "?"
-    text = f"{devices.get('count', '?')} × {devices.get('kind', '?')} ({devices.get('platform', '?')})"
+    text = (f"{devices.get('count', '?')} × {devices.get('kind', '?')} "
+            f"({devices.get('platform', '?')})")
     processes = devices.get("processes")
     return text + (f", {processes} processes" if processes and processes > 1 else "")
 
@@ -409,7 +412,8 @@ def throughput_section(report: Report, runs: list[DeepRun], rows: list[dict]) ->
         body.append([f"`{r.dataset}`", r.label, r.seed, res.get("steps", "—"),
                      markdown.fmt(res.get("epochs"), 2), batch or "—", markdown.fmt(rate, 0),
                      markdown.fmt(rate / count if rate is not None and count else None, 0),
-                     markdown.fmt(res.get("wall_time_s"), 1), markdown.fmt(res.get("compile_time_s"), 1),
+                     markdown.fmt(res.get("wall_time_s"), 1),
+                     markdown.fmt(res.get("compile_time_s"), 1),
                      device_text(res.get("devices")),
                      "—" if res.get("resumed_from_step") is None else res["resumed_from_step"],
                      f"`{r.workdir}`"])
