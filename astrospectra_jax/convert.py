@@ -1,4 +1,4 @@
-"""Command line: LAMOST FITS files or the simulator -> the AstroSpectra-MNIST folder layout.
+"""Command line: LAMOST or SDSS FITS files, or the simulator -> the AstroSpectra-MNIST layout.
 
 Usage::
 
@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m astrospectra_jax.convert",
         description="Write the AstroSpectra-MNIST layout (PNGs, label CSVs, line vectors) "
-                    "from LAMOST FITS files or from the simulator.")
+                    "from LAMOST or SDSS FITS files or from the simulator.")
     sub = parser.add_subparsers(dest="source", required=True)
 
     def common(p):
@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     syn.add_argument("--workers", type=int, default=SIMULATION_WORKERS,
                      help="processes simulating in parallel (the output does not depend on it)")
 
-    fit = sub.add_parser("fits", help="a folder of LAMOST FITS files (searched recursively)")
+    fit = sub.add_parser("fits",
+                         help="a folder of LAMOST or SDSS FITS files (searched recursively)")
     common(fit)
     fit.add_argument("--input", required=True, type=Path, help="folder of *.fits / *.fits.gz")
     fit.add_argument("--labels", type=Path,

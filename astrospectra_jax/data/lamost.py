@@ -9,104 +9,75 @@ structure, never from its name or folder:
 - ``DR10``: primary HDU holds only the header; the spectrum is one row of the BinTable
   ``COADD`` with columns FLUX, IVAR, WAVELENGTH, ANDMASK, ORMASK (and NORMALIZATION).
 
-Every failure (not FITS, truncated, not a LAMOST spectrum, no usable flux) is one
-``LamostReadError`` whose message names the file and the reason.
+Returns the shared ``spectrum.Spectrum`` record. Every failure (not FITS, truncated, not a
+LAMOST spectrum, no usable flux) is one ``SpectrumReadError`` (alias ``LamostReadError``) whose
+message names the file and the reason.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import gzip
-import io
 import math
-import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyWarning
 
-from astrospectra_jax.data import recipe
+from astrospectra_jax.data.spectrum import (Spectrum, SpectrumReadError, check_usable, frozen,
+                                            open_fits)
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _TABLE_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK")
 # Header strings that mean "no value" in LAMOST files.
 _MISSING_STRINGS = {"", "unknown", "null", "none", "nan", "-"}
 # LAMOST writes -9999 for an unmeasured number (e.g. Z of an unclassified spectrum).
 _MISSING_NUMBER = -9999.0
 
-
-class LamostReadError(ValueError):
-    """A file that cannot be read as a LAMOST spectrum; the message names file and reason."""
-
-
-class _UnusableSpectrumError(LamostReadError, recipe.BadSpectrumError):
-    """Raised by ``on_grid``: callers may catch it as either error type."""
+# The names this module had before the record was shared with the SDSS reader.
+LamostReadError = SpectrumReadError
+LamostSpectrum = Spectrum
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class LamostSpectrum:
-    """One LAMOST spectrum in the observed frame (wavelengths in Angstrom, vacuum)."""
-
-    path: str
-    wavelength: np.ndarray  # float64, increasing
-    flux: np.ndarray  # float32
-    ivar: np.ndarray  # float32
-    andmask: np.ndarray  # int64
-    ormask: np.ndarray  # int64
-    obj_class: str | None
-    subclass: str | None
-    redshift: float | None
-    snr_g: float | None
-    obsid: str | None
-    data_release: str  # layout name: "DR1", "DR8" or "DR10"
-
-    def on_grid(self) -> np.ndarray:
-        """The flux on ``recipe.GRID``: (3601,) float32, bad pixels bridged."""
-        try:
-            return recipe.to_grid(self.wavelength, self.flux, self.ivar, self.ormask,
-                                   name=self.path)
-        except recipe.BadSpectrumError as err:
-            raise _UnusableSpectrumError(str(err)) from err
-
-
-def read_spectrum(path) -> LamostSpectrum:
+def read_spectrum(path) -> Spectrum:
     """Read one LAMOST LRS file (``.fits`` or ``.fits.gz``, DR1, DR8 or DR10 layout)."""
     path = Path(path)
-    hdul = _open_fits(path)
+    hdul = open_fits(path)
     try:
-        header = hdul[0].header
-        table = _coadd_table(hdul)
-        if table is not None:
-            data_release = "DR10"
-            row = {col: np.asarray(table[0][col]) for col in _TABLE_COLUMNS}
-            flux, ivar, wavelength = row["FLUX"], row["IVAR"], row["WAVELENGTH"]
-            andmask, ormask = row["ANDMASK"], row["ORMASK"]
-        else:
-            flux, ivar, third, andmask, ormask = _primary_rows(path, hdul[0])
-            if _looks_like_wavelength(third):
-                data_release, wavelength = "DR8", third
-            else:
-                data_release, wavelength = "DR1", _log_linear_wavelength(path, header,
-                                                                         flux.size)
-        spectrum = LamostSpectrum(
-            path=str(path),
-            wavelength=_frozen(wavelength, np.float64),
-            flux=_frozen(flux, np.float32),
-            ivar=_frozen(ivar, np.float32),
-            andmask=_frozen(_mask(path, "and-mask", andmask), np.int64),
-            ormask=_frozen(_mask(path, "or-mask", ormask), np.int64),
-            obj_class=_header_text(header, "CLASS"),
-            subclass=_header_text(header, "SUBCLASS"),
-            redshift=_header_number(header, "Z"),
-            snr_g=_header_number(header, "SNRG", "SN_G"),
-            obsid=_header_text(header, "OBSID"),
-            data_release=data_release,
-        )
+        return from_hdul(path, hdul)
     finally:
         hdul.close()
-    _check_usable(spectrum)
+
+
+def from_hdul(path: Path, hdul: fits.HDUList) -> Spectrum:
+    """The LAMOST spectrum in an open file (``data.readers`` opens each file once)."""
+    header = hdul[0].header
+    table = _coadd_table(hdul)
+    if table is not None:
+        data_release = "DR10"
+        row = {col: np.asarray(table[0][col]) for col in _TABLE_COLUMNS}
+        flux, ivar, wavelength = row["FLUX"], row["IVAR"], row["WAVELENGTH"]
+        andmask, ormask = row["ANDMASK"], row["ORMASK"]
+    else:
+        flux, ivar, third, andmask, ormask = _primary_rows(path, hdul[0])
+        if _looks_like_wavelength(third):
+            data_release, wavelength = "DR8", third
+        else:
+            data_release, wavelength = "DR1", _log_linear_wavelength(path, header, flux.size)
+    ormask = frozen(_mask(path, "or-mask", ormask), np.int64)
+    spectrum = Spectrum(
+        path=str(path),
+        wavelength=frozen(wavelength, np.float64),
+        flux=frozen(flux, np.float32),
+        ivar=frozen(ivar, np.float32),
+        andmask=frozen(_mask(path, "and-mask", andmask), np.int64),
+        ormask=ormask,
+        bad_mask=frozen(ormask != 0, bool),
+        obj_class=_header_text(header, "CLASS"),
+        subclass=_header_text(header, "SUBCLASS"),
+        redshift=_header_number(header, "Z"),
+        snr_g=_header_number(header, "SNRG", "SN_G"),
+        obsid=_header_text(header, "OBSID"),
+        data_release=data_release,
+    )
+    check_usable(spectrum)
     return spectrum
 
 
@@ -117,36 +88,6 @@ def find_spectra(folder) -> list[Path]:
         raise FileNotFoundError(f"{folder}: no such folder")
     return sorted(p for p in folder.rglob("*")
                   if p.is_file() and p.name.lower().endswith((".fits", ".fits.gz")))
-
-
-def _open_fits(path: Path) -> fits.HDUList:
-    """Open fully in memory; gzip and FITS truncation become ``LamostReadError``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise LamostReadError(f"{path}: cannot read file ({err})") from err
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as err:
-            raise LamostReadError(f"{path}: truncated or corrupt gzip data ({err})") from err
-    try:
-        with warnings.catch_warnings():
-            # Damage is reported below as one error; astropy's warnings would only repeat it.
-            warnings.simplefilter("ignore", AstropyWarning)
-            hdul = fits.open(io.BytesIO(raw), lazy_load_hdus=False)
-    except (OSError, ValueError, TypeError, IndexError, KeyError) as err:
-        raise LamostReadError(f"{path}: not a readable FITS file ({err})") from err
-    # astropy only warns about a short file; a missing data block is an error here.
-    for index, hdu in enumerate(hdul):
-        end = hdul.fileinfo(index)["datLoc"] + hdu.size
-        if end > len(raw):
-            hdul.close()
-            raise LamostReadError(
-                f"{path}: truncated file ({len(raw)} bytes, HDU {index} needs {end})")
-    return hdul
 
 
 def _coadd_table(hdul: fits.HDUList):
@@ -164,12 +105,12 @@ def _primary_rows(path: Path, hdu) -> np.ndarray:
     data = hdu.data
     if data is None or data.ndim != 2 or data.shape[0] != 5 or data.shape[1] < 2:
         shape = None if data is None else data.shape
-        raise LamostReadError(
+        raise SpectrumReadError(
             f"{path}: not a LAMOST spectrum: expected a primary array of 5 rows "
             f"(flux, ivar, wavelength or flux/continuum, and-mask, or-mask) or a table with "
             f"columns {', '.join(_TABLE_COLUMNS)}; primary data has shape {shape}")
     if not np.issubdtype(data.dtype, np.floating):
-        raise LamostReadError(f"{path}: not a LAMOST spectrum: primary data is {data.dtype}, "
+        raise SpectrumReadError(f"{path}: not a LAMOST spectrum: primary data is {data.dtype}, "
                               "expected floating point")
     return data
 
@@ -184,7 +125,7 @@ def _looks_like_wavelength(row) -> bool:
 def _log_linear_wavelength(path: Path, header, size: int) -> np.ndarray:
     coeff0, coeff1 = header.get("COEFF0"), header.get("COEFF1")
     if not all(isinstance(c, (int, float)) and math.isfinite(c) for c in (coeff0, coeff1)):
-        raise LamostReadError(f"{path}: no wavelength row and no numeric COEFF0/COEFF1 "
+        raise SpectrumReadError(f"{path}: no wavelength row and no numeric COEFF0/COEFF1 "
                               "header keys to compute wavelengths from")
     return 10.0 ** (coeff0 + coeff1 * np.arange(size))
 
@@ -192,27 +133,8 @@ def _log_linear_wavelength(path: Path, header, size: int) -> np.ndarray:
 def _mask(path: Path, what: str, values) -> np.ndarray:
     values = np.asarray(values)
     if not np.all(np.isfinite(values)):
-        raise LamostReadError(f"{path}: {what} holds non-finite values")
+        raise SpectrumReadError(f"{path}: {what} holds non-finite values")
     return values
-
-
-def _frozen(values, dtype) -> np.ndarray:
-    array = np.array(values, dtype=dtype)  # native byte order, detached from the file
-    array.setflags(write=False)
-    return array
-
-
-def _check_usable(spectrum: LamostSpectrum) -> None:
-    path, n = spectrum.path, spectrum.flux.size
-    if not all(a.shape == (n,) for a in (spectrum.wavelength, spectrum.ivar,
-                                         spectrum.andmask, spectrum.ormask)):
-        raise LamostReadError(f"{path}: flux, ivar, wavelength and masks differ in length")
-    if not np.all(np.diff(spectrum.wavelength) > 0):
-        raise LamostReadError(f"{path}: wavelengths are not strictly increasing")
-    if not np.any(np.isfinite(spectrum.flux)):
-        raise LamostReadError(f"{path}: flux has no finite value")
-    if not np.any(np.isfinite(spectrum.ivar) & (spectrum.ivar > 0)):
-        raise LamostReadError(f"{path}: inverse variance is zero or non-finite everywhere")
 
 
 def _header_text(header, key: str) -> str | None:

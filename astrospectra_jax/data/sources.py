@@ -1,7 +1,7 @@
-"""Where examples come from: a folder of FITS spectra, or the simulator.
+"""Where examples come from: a folder of FITS spectra (LAMOST or SDSS), or the simulator.
 
-Labels of FITS files come from their headers (v1: ``CLASS`` STAR / GALAXY / QSO; v2: first
-letter of ``SUBCLASS`` F / G / K for stars) or from a catalogue CSV. Files that cannot be used
+Labels of FITS files come from the survey's own record (v1: ``CLASS`` STAR / GALAXY / QSO; v2:
+first letter of ``SUBCLASS`` F / G / K for stars) or from a catalogue CSV. Files that cannot be used
 are skipped and counted by reason; the train/test split is stratified and seeded.
 
 Synthetic data: split ``train`` and ``test`` are simulated from different seeds, in chunks of
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from astrospectra_jax.data import lamost, layout, recipe, tasks
+from astrospectra_jax.data import layout, readers, recipe, tasks
 from astrospectra_jax.data.layout import Examples
 
 SIMULATION_CHUNK = 2000
@@ -178,9 +178,10 @@ def _simulate_chunk(task: str, size: int, seed: int) -> Examples:
 
 def read_fits_folder(folder, task: str, *, catalogue: Mapping[str, str] | None = None,
                      progress: bool = True) -> tuple[Examples, Skipped, int]:
-    """All usable LAMOST spectra of ``task`` under ``folder``: (examples, skipped, files seen)."""
+    """All usable spectra of ``task`` under ``folder`` (LAMOST or SDSS FITS, told apart by
+    content): (examples, skipped, files seen)."""
     names = tasks.class_names(task)
-    paths = lamost.find_spectra(folder)
+    paths = readers.find_spectra(folder)
     if not paths:
         raise FileNotFoundError(f"{folder}: no *.fits or *.fits.gz files")
     skipped = Skipped()
@@ -192,8 +193,8 @@ def read_fits_folder(folder, task: str, *, catalogue: Mapping[str, str] | None =
             continue
         first_seen[stem] = path
         try:
-            spectrum = lamost.read_spectrum(path)
-        except (lamost.LamostReadError, OSError) as err:
+            spectrum = readers.read_spectrum(path)
+        except (readers.SpectrumReadError, OSError) as err:
             skipped.add(SKIP_UNREADABLE, path, str(err))
             continue
         if catalogue is None:
@@ -258,7 +259,7 @@ def convert_synthetic(out, task: str, n_train: int, n_test: int, seed: int = 0, 
 def convert_fits(out, folder, task: str, *, test_fraction: float = DEFAULT_TEST_FRACTION,
                  seed: int = 0, labels=None, overwrite: bool = False,
                  progress: bool = True) -> tuple[dict[str, int], Skipped]:
-    """LAMOST FITS files under ``folder`` -> layout under ``out``. Returns (counts, skipped)."""
+    """LAMOST or SDSS FITS files under ``folder`` -> layout under ``out``: (counts, skipped)."""
     catalogue = None if labels is None else read_catalogue(labels, task)
     examples, skipped, n_files = read_fits_folder(folder, task, catalogue=catalogue,
                                                   progress=progress)
