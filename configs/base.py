@@ -44,5 +44,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3
     config.eval_every_epochs = 1  # 0: evaluate only at the end
     config.log_every_steps = 100
+    # After training, also evaluate on these ("name1,name2": registered datasets of the same
+    # classes, or folders of converted / FITS data); results.json gets a section for each.
+    config.eval_datasets = ""
     config.distributed = False  # True: jax.distributed.initialize() (multi-host TPU/GPU)
     return config

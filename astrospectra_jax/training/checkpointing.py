@@ -15,14 +15,19 @@ import jax
 import orbax.checkpoint as ocp
 
 
-def open_manager(directory: str | Path, keep: int) -> ocp.CheckpointManager:
+def open_manager(directory: str | Path, keep: int, *, read_only: bool = False
+                 ) -> ocp.CheckpointManager:
     """A manager keeping the ``keep`` most recent checkpoints; partial (interrupted) writes are
-    never restored and are cleaned up on start."""
-    options = ocp.CheckpointManagerOptions(
-        preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
-        cleanup_tmp_directories=True,
-        create=True,
-    )
+    never restored and are cleaned up on start. ``read_only`` (predict): touches nothing, so a
+    run still training in the same folder keeps its in-flight saves."""
+    if read_only:
+        options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+    else:
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
+            cleanup_tmp_directories=True,
+            create=True,
+        )
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -115,9 +116,27 @@ def validate(config: ml_collections.ConfigDict) -> catalogue.DatasetSpec:
           f"config.input_pipeline={config.input_pipeline!r} must be one of "
           f"{', '.join(steps.PIPELINES)}")
 
+    for name in eval_dataset_names(config):
+        if name in catalogue.KNOWN_DATASETS:
+            other = catalogue.info(name)
+            check(spec is None or (other.kind, other.class_names) == (spec.kind, spec.class_names),
+                  f"config.eval_datasets: {name!r} holds {other.kind} data of classes "
+                  f"{', '.join(other.class_names)}; the model takes "
+                  + (f"{spec.kind} data of classes {', '.join(spec.class_names)}" if spec
+                     else "another dataset"))
+        else:
+            check(Path(name).is_dir(), f"config.eval_datasets: {name!r} is neither a known "
+                                       "dataset nor a folder (of converted or FITS data)")
+
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return spec
+
+
+def eval_dataset_names(config: ml_collections.ConfigDict) -> list[str]:
+    """``config.eval_datasets`` ("name1,name2", registered names or folders) as a list."""
+    return [name.strip() for name in str(config.get("eval_datasets") or "").split(",")
+            if name.strip()]
 
 
 # ----------------------------------------------------------------------------- data
@@ -172,20 +191,76 @@ def evaluate(data: _Data, eval_batch, state) -> dict[str, Any]:
     One call per batch: evaluation is rare, and a loop inside the compiled function would be
     slow on CPU (see scan_steps). Results stay on device until the end.
     """
-    n = len(data.test_labels)
     if data.test is not None:
-        num_batches = data.test[1].shape[0] // data.config.batch_size
-        outputs = [eval_batch(state, *data.test, np.int32(i)) for i in range(num_batches)]
-    else:
-        batches = input_pipeline.tfdata_eval_batches(
-            data.config.dataset, data_dir=data.config.data_dir, feature_key=data.feature_key,
-            batch_size=data.config.batch_size)
-        outputs = [eval_batch(state, *(sharding.global_batch(a, data.mesh) for a in batch),
-                              np.int32(0))
-                   for batch in batches]
+        return _evaluate_resident(eval_batch, state, data.test, data.test_labels,
+                                  data.config.batch_size)
+    batches = input_pipeline.tfdata_eval_batches(
+        data.config.dataset, data_dir=data.config.data_dir, feature_key=data.feature_key,
+        batch_size=data.config.batch_size)
+    outputs = [eval_batch(state, *(sharding.global_batch(a, data.mesh) for a in batch),
+                          np.int32(0))
+               for batch in batches]
+    return _summed(outputs, data.test_labels)
+
+
+def _evaluate_resident(eval_batch, state, padded_arrays, labels, batch_size: int):
+    """``evaluate`` over (features, labels, mask) padded to whole batches, on the devices."""
+    num_batches = padded_arrays[1].shape[0] // batch_size
+    return _summed([eval_batch(state, *padded_arrays, np.int32(i)) for i in range(num_batches)],
+                   labels)
+
+
+def _summed(outputs, labels) -> dict[str, Any]:
+    n = len(labels)
     loss_sums, corrects, predictions = zip(*jax.device_get(outputs), strict=True)
     return {"loss": float(np.sum(loss_sums)) / n, "accuracy": float(np.sum(corrects)) / n,
-            "predictions": np.concatenate(predictions)[:n], "labels": data.test_labels}
+            "predictions": np.concatenate(predictions)[:n], "labels": labels}
+
+
+def evaluate_other_datasets(config, spec, mesh, eval_batch, state, workdir: Path, *,
+                            lead: bool) -> dict[str, dict[str, Any]]:
+    """The final model on each of ``config.eval_datasets``: a section per dataset.
+
+    A registered dataset contributes its test split; a folder, every labelled input under it
+    (converted layout or FITS files, read as ``predict`` reads them; a folder counts as
+    synthetic when every id is one the simulator gave).
+    """
+    from astrospectra_jax import predict
+
+    sections = {}
+    for name in eval_dataset_names(config):
+        if name in catalogue.KNOWN_DATASETS:
+            features, labels = catalogue.load_arrays(name, "test", data_dir=config.data_dir)
+            synthetic, split = catalogue.info(name).synthetic, "test"
+        else:
+            inputs = predict.collect_inputs([name], spec.kind, spec.task or "", progress=False)
+            keep = [i for i, c in enumerate(inputs.true_classes) if c in spec.class_names]
+            if not keep:
+                raise ConfigError(f"config.eval_datasets: {name} holds no usable {spec.kind} "
+                                  f"input of classes {', '.join(spec.class_names)}")
+            features = np.stack([inputs.features[i] for i in keep])
+            labels = np.array([spec.class_names.index(inputs.true_classes[i]) for i in keep])
+            synthetic = all(inputs.ids[i].startswith("synthetic_") for i in keep)
+            split = "all"
+        padded = input_pipeline.pad_to_batches(features, labels.astype(np.int32),
+                                               config.batch_size)
+        arrays = tuple(sharding.put_replicated(a, mesh) for a in padded)
+        result = _evaluate_resident(eval_batch, state, arrays, labels, config.batch_size)
+        section = metrics.classification_report(result["labels"], result["predictions"],
+                                                spec.class_names)
+        section.update({"synthetic": bool(synthetic), "split": split, "examples": len(labels),
+                        "loss": result["loss"]})
+        sections[name] = section
+        logging.info("Accuracy %.4f on %d examples of %s%s (eval_datasets)", section["accuracy"],
+                     len(labels), name, " (SYNTHETIC)" if synthetic else "")
+        if lead:
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+            metrics.plot_confusion_matrix(
+                workdir / f"confusion_matrix_{slug}.png", section["confusion_matrix"],
+                spec.class_names,
+                title=f"{config.model.name} trained on {config.dataset}\nevaluated on {name}"
+                      f"{' (SYNTHETIC)' if synthetic else ''}: accuracy {section['accuracy']:.3f}")
+    return sections
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -250,6 +325,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     lead = jax.process_index() == 0
     if lead:
         workdir.mkdir(parents=True, exist_ok=True)
+        # What predict needs before results.json exists: the model, its input and classes.
+        metrics.write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
     mesh = sharding.make_mesh()
     data = _Data(config, spec, mesh)
     batch_size = config.batch_size
@@ -318,6 +395,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         manager.wait_until_finished()
         results = metrics.classification_report(evaluation["labels"], evaluation["predictions"],
                                                 spec.class_names)
+        if eval_dataset_names(config):
+            results["eval_datasets"] = evaluate_other_datasets(
+                config, spec, mesh, compiled["eval_batch"], state, workdir, lead=lead)
         results.update({
             "dataset": config.dataset,
             "synthetic": bool(spec.synthetic),

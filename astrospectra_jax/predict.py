@@ -1,0 +1,417 @@
+"""Command line: a trained run applied to new spectra, images or line vectors.
+
+Usage::
+
+    python -m astrospectra_jax.predict --workdir RUN --input PATH [PATH ...] --out preds.csv
+
+``RUN`` is a ``main.py`` workdir, finished (``results.json``) or still checkpointed
+(``config.json``); its config names the model, the input kind (image / line) and the classes,
+and the latest checkpoint in ``RUN/checkpoints`` holds the weights. Each ``PATH`` is a file or a
+folder (searched recursively) of:
+
+- FITS spectra: LAMOST (DR1, DR8, DR10 layouts) or SDSS / BOSS ``spec-*.fits``, told apart by
+  content; they go through the training recipe (``data.recipe``) to a 28x28 image or a
+  721-value line vector, whichever the model takes. True class: the survey's own label.
+- The Kaggle layout (``{train,test}_labelsvN.csv`` beside ``{train,test}_imagesvN/``), or loose
+  28x28 PNGs: image models only. True class: the CSV's label.
+- Line-vector ``.npz`` files (``spectra`` (N, 721), optional ``ids`` and ``labels`` 1..3):
+  line models only.
+
+Output: ``--out`` CSV, one row per usable input: ``id, file, predicted, p_<class>...,
+true_class`` (empty where unknown), written to a temporary file and renamed, so an interrupted
+run leaves no half-written CSV. Where true classes among the model's classes exist, accuracy,
+per-class recall and the confusion matrix are printed and written beside the CSV
+(``<out>.metrics.json``, ``<out>.confusion_matrix.png``). Unusable inputs are listed with the
+reason and skipped; the command fails only when none is usable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import dataclasses
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from astrospectra_jax.data import catalogue, layout, readers, recipe, tasks
+
+_KAGGLE_CSV = re.compile(r"^(train|test)_labels(v\d+)\.csv$", re.IGNORECASE)
+_LINE_NPZ_TASK = re.compile(r"_spectra(v\d+)\.npz$", re.IGNORECASE)
+_FITS_SUFFIXES = (".fits", ".fits.gz")
+DEFAULT_BATCH_SIZE = 256
+
+
+class RunError(ValueError):
+    """A workdir that cannot be predicted with (no config, no checkpoint)."""
+
+
+@dataclasses.dataclass
+class Inputs:
+    """Usable inputs (one feature row each) and the inputs left out, with reasons."""
+
+    ids: list[str] = dataclasses.field(default_factory=list)
+    files: list[str] = dataclasses.field(default_factory=list)
+    features: list[np.ndarray] = dataclasses.field(default_factory=list)
+    true_classes: list[str | None] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (file, reason)
+    ignored: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def add(self, id_: str, file, feature: np.ndarray, true_class: str | None) -> None:
+        self.ids.append(str(id_))
+        self.files.append(str(file))
+        self.features.append(feature)
+        self.true_classes.append(true_class)
+
+    def skip(self, file, reason: str) -> None:
+        self.skipped.append((str(file), reason))
+
+
+# ----------------------------------------------------------------------------- the run
+
+@dataclasses.dataclass
+class Run:
+    config: object  # ml_collections.ConfigDict
+    spec: catalogue.DatasetSpec
+    graphdef: object
+    state: dict
+    step: int
+
+
+def run_config(workdir) -> dict:
+    """The config a ``main.py`` run used: from results.json, else config.json."""
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        raise RunError(f"{workdir}: no such run folder")
+    for name in ("results.json", "config.json"):
+        path = workdir / name
+        if path.is_file():
+            try:
+                payload = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise RunError(f"{path}: not valid JSON ({err})") from err
+            config = payload.get("config", payload) if name == "results.json" else payload
+            if not isinstance(config, dict) or "model" not in config or "dataset" not in config:
+                raise RunError(f"{path}: holds no main.py config (model, dataset)")
+            return config
+    raise RunError(f"{workdir}: neither results.json nor config.json: not a main.py workdir "
+                   "(deep-learning runs write config.json when they start)")
+
+
+def load_run(workdir) -> Run:
+    """The model of a run with the weights of its latest checkpoint, on the devices."""
+    import ml_collections
+
+    from astrospectra_jax.training import checkpointing, sharding, steps
+
+    workdir = Path(workdir)
+    config = ml_collections.ConfigDict(run_config(workdir))
+    if config.get("kind", "deep") != "deep":
+        raise RunError(f"{workdir}: a {config.kind} run; predict needs a deep-learning run")
+    spec = catalogue.info(config.dataset)
+    checkpoints = workdir / "checkpoints"
+    if not checkpoints.is_dir():
+        raise RunError(f"{checkpoints}: no checkpoints folder; train the run first")
+    mesh = sharding.make_mesh()
+    tx, _ = steps.make_optimizer(config, 1)  # the optimizer state's structure, to restore into
+    graphdef, state = steps.init_state(config, spec, tx, mesh)
+    manager = checkpointing.open_manager(checkpoints, config.keep_checkpoints, read_only=True)
+    try:
+        state, step = checkpointing.restore_latest(manager, state)
+    finally:
+        manager.close()
+    if step is None:
+        raise RunError(f"{checkpoints}: no complete checkpoint yet")
+    return Run(config, spec, graphdef, state, step)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def collect_inputs(paths: Sequence, kind: str, task: str, *, progress: bool = True) -> Inputs:
+    """Every input under ``paths`` as ``kind`` features ("image" (28, 28, 1) uint8 or "line"
+    (721,) float32), with true classes named for ``task`` where the input carries one."""
+    inputs = Inputs()
+    fits_files, pngs, npzs = [], [], []
+    for path in map(Path, paths):
+        if path.is_dir():
+            kaggle_images = set()
+            for labels_csv in sorted(path.rglob("*.csv")):
+                match = _KAGGLE_CSV.match(labels_csv.name)
+                if match:
+                    split, layout_task = match.group(1).lower(), match.group(2)
+                    kaggle_images.add(layout.images_dir(labels_csv.parent, split, layout_task))
+                    if kind == "image":
+                        _add_kaggle_split(inputs, labels_csv, split, layout_task, progress)
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            fits_files += [p for p in files if p.name.lower().endswith(_FITS_SUFFIXES)]
+            loose = [p for p in files if p.suffix.lower() == ".png"
+                     and p.parent not in kaggle_images]
+            npz = [p for p in files if p.suffix.lower() == ".npz"]
+            # A converted folder holds both forms of every object: use the one the model takes.
+            if kind == "image":
+                pngs += loose
+                inputs.ignored["line-vector .npz files (an image model needs images or "
+                               "spectra)"] += len(npz)
+            else:
+                npzs += npz
+                inputs.ignored["PNG images (a line model needs spectra or line vectors)"] += (
+                    len(loose) + sum(len(list(d.glob("*.png"))) for d in kaggle_images
+                                     if d.is_dir()))
+        elif path.is_file():
+            name = path.name.lower()
+            if name.endswith(_FITS_SUFFIXES):
+                fits_files.append(path)
+            elif name.endswith(".png") and kind == "image":
+                pngs.append(path)
+            elif name.endswith(".npz") and kind == "line":
+                npzs.append(path)
+            elif name.endswith((".png", ".npz")):
+                inputs.skip(path, f"a {'PNG image' if kind == 'line' else 'line-vector file'} "
+                                  f"cannot feed a{'' if kind == 'line' else 'n'} {kind} model "
+                                  "(give the spectrum instead)")
+            else:
+                inputs.skip(path, "unsupported file type (expected .fits, .fits.gz, .png, "
+                                  ".npz or a folder)")
+        else:
+            inputs.skip(path, "no such file or folder")
+    for path in tqdm(fits_files, desc="reading spectra", unit="file", disable=not progress):
+        _add_spectrum(inputs, path, kind, task)
+    for path in tqdm(pngs, desc="reading images", unit="file", disable=not progress):
+        try:
+            inputs.add(_stem(path), path, layout.read_image(path), None)
+        except ValueError as err:
+            inputs.skip(path, str(err))
+    for path in npzs:
+        _add_line_file(inputs, path, task)
+    return inputs
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".fits.gz", ".fits", ".png", ".npz"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _add_spectrum(inputs: Inputs, path: Path, kind: str, task: str) -> None:
+    try:
+        spectrum = readers.read_spectrum(path)
+        flux = spectrum.on_grid()
+    except (readers.SpectrumReadError, recipe.BadSpectrumError, OSError) as err:
+        inputs.skip(path, str(err).removeprefix(f"{path}: "))
+        return
+    feature = recipe.image(flux)[..., None] if kind == "image" else recipe.line_vector(flux)
+    inputs.add(_stem(path), path, feature,
+               tasks.class_of(task, spectrum.obj_class, spectrum.subclass))
+
+
+def _add_kaggle_split(inputs: Inputs, labels_csv: Path, split: str, layout_task: str,
+                      progress: bool) -> None:
+    images = layout.images_dir(labels_csv.parent, split, layout_task)
+    try:
+        names = tasks.class_names(layout_task)
+        rows = layout.read_labels(labels_csv, images, layout_task)
+    except (ValueError, OSError) as err:
+        inputs.skip(labels_csv, str(err))
+        return
+    for name, label in tqdm(rows, desc=f"reading {labels_csv.parent.name} {split}", unit="img",
+                            disable=not progress):
+        path = images / name
+        try:
+            inputs.add(_stem(path), path, layout.read_image(path), names[label])
+        except ValueError as err:
+            inputs.skip(path, str(err))
+
+
+def _add_line_file(inputs: Inputs, path: Path, task: str) -> None:
+    """A LineAstroSpectra file (labels 1..3 of the task in its name), or any npz whose
+    ``spectra`` array holds (N, 721) line vectors (``ids`` and ``labels`` optional)."""
+    match = _LINE_NPZ_TASK.search(path.name)
+    file_task = match.group(1) if match and match.group(1) in tasks.TASKS else task
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            has_labels = "labels" in data.files
+            if not has_labels:
+                if "spectra" not in data.files:
+                    raise ValueError(f"no 'spectra' array (has {data.files})")
+                lines = data["spectra"].astype(np.float32)
+                ids = (data["ids"].astype(str) if "ids" in data.files
+                       else np.array([f"{_stem(path)}_{i}" for i in range(len(lines))]))
+        if has_labels:
+            ids, lines, labels = layout.read_line_file(path, name=str(path))
+        elif lines.ndim != 2 or lines.shape[1] != recipe.LINE_SIZE or len(ids) != len(lines):
+            raise ValueError(f"spectra {lines.shape} and {len(ids)} ids: expected "
+                             f"(N, {recipe.LINE_SIZE}) and N ids")
+    except (ValueError, OSError) as err:
+        inputs.skip(path, str(err).removeprefix(f"{path}: "))
+        return
+    names = tasks.CLASS_NAMES[file_task]
+    finite = np.all(np.isfinite(lines), axis=1)
+    for i, (id_, line) in enumerate(zip(ids, lines)):
+        if not finite[i]:
+            inputs.skip(f"{path}[{id_}]", "line vector holds non-finite values")
+            continue
+        inputs.add(id_, path, line, names[labels[i]] if has_labels else None)
+
+
+# ----------------------------------------------------------------------------- prediction
+
+def predict_probabilities(run: Run, features: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,
+                          *, progress: bool = True) -> np.ndarray:
+    """Class probabilities (N, classes), in batches sharded over every device."""
+    import jax
+    from flax import nnx
+
+    from astrospectra_jax.training import input_pipeline, sharding
+
+    mesh = sharding.make_mesh()
+    devices = jax.device_count()
+    batch_size = -(-batch_size // devices) * devices  # whole rows per device
+    batch_size = min(batch_size, -(-len(features) // devices) * devices)
+    prep = dict(kind=run.spec.kind, input_size=run.config.model.input_size)
+
+    @jax.jit
+    def probabilities(params, model_state, batch):
+        model = nnx.merge(run.graphdef, params, model_state, copy=True)
+        model.eval()
+        return jax.nn.softmax(model(input_pipeline.preprocess(batch, **prep)).astype("float32"))
+
+    out = []
+    starts = range(0, len(features), batch_size)
+    for start in tqdm(starts, desc="predicting", unit="batch", disable=not progress):
+        batch = features[start:start + batch_size]
+        padded = np.concatenate([batch, np.zeros((batch_size - len(batch), *batch.shape[1:]),
+                                                 batch.dtype)])
+        out.append(probabilities(run.state["params"], run.state["model_state"],
+                                 sharding.global_batch(padded, mesh)))
+    return np.concatenate([np.asarray(jax.device_get(p)) for p in out])[:len(features)]
+
+
+def write_csv_atomically(path: Path, header: Sequence[str], rows) -> None:
+    """Rows to a temporary file beside ``path``, renamed into place once complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def evaluation(true_classes: Sequence[str | None], predicted: np.ndarray,
+               class_names: Sequence[str]) -> dict | None:
+    """Accuracy, per-class figures and confusion matrix over the inputs whose true class is one
+    of ``class_names``; None when there is none. Other true classes are counted apart."""
+    from astrospectra_jax.training import metrics
+
+    known = [i for i, c in enumerate(true_classes) if c in class_names]
+    outside = collections.Counter(c for c in true_classes if c is not None and c not in class_names)
+    if not known:
+        return None
+    labels = np.array([class_names.index(true_classes[i]) for i in known])
+    report = metrics.classification_report(labels, predicted[known], class_names)
+    report.update({"examples": len(known),
+                   "unlabelled": sum(c is None for c in true_classes),
+                   "other_classes": dict(sorted(outside.items()))})
+    return report
+
+
+def _sibling(out: Path, suffix: str) -> Path:
+    stem = out.name[:-4] if out.name.lower().endswith(".csv") else out.name
+    return out.with_name(stem + suffix)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m astrospectra_jax.predict",
+        description="Classify spectra (LAMOST / SDSS FITS), images (Kaggle layout, PNGs) or line "
+                    "vectors (.npz) with a trained main.py run.")
+    parser.add_argument("--workdir", required=True, type=Path,
+                        help="a main.py workdir with checkpoints (finished or not)")
+    parser.add_argument("--input", required=True, nargs="+", type=Path,
+                        help="files or folders (searched recursively)")
+    parser.add_argument("--out", required=True, type=Path, help="CSV of predictions")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help="examples per device call (rounded up to the devices)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    progress = not args.no_progress
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be positive, got {args.batch_size}")
+    try:
+        run = load_run(args.workdir)
+    except (RunError, ValueError, OSError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    spec, names = run.spec, list(run.spec.class_names)
+    print(f"{args.workdir}: {run.config.model.name} on {spec.name}"
+          f"{' (SYNTHETIC)' if spec.synthetic else ''}, checkpoint step {run.step}; "
+          f"{spec.kind} input, classes {', '.join(names)}", file=sys.stderr)
+    inputs = collect_inputs(args.input, spec.kind, spec.task or "", progress=progress)
+    for what, count in inputs.ignored.items():
+        if count:
+            print(f"ignored {count} {what}", file=sys.stderr)
+    if inputs.skipped:
+        print(f"skipped {len(inputs.skipped)} input(s):", file=sys.stderr)
+        for file, reason in inputs.skipped:
+            print(f"  {file}: {reason}", file=sys.stderr)
+    if not inputs.ids:
+        parser.exit(2, f"{parser.prog}: error: no usable input among "
+                       f"{' '.join(map(str, args.input))}\n")
+
+    probabilities = predict_probabilities(run, np.stack(inputs.features), args.batch_size,
+                                          progress=progress)
+    predicted = probabilities.argmax(axis=1)
+    header = ["id", "file", "predicted", *(f"p_{c}" for c in names), "true_class"]
+    rows = ([id_, file, names[p], *(f"{q:.6f}" for q in probs), true or ""]
+            for id_, file, p, probs, true in zip(inputs.ids, inputs.files, predicted,
+                                                 probabilities, inputs.true_classes))
+    write_csv_atomically(args.out, header, rows)
+    counts = collections.Counter(names[p] for p in predicted)
+    print(f"wrote {args.out}: {len(inputs.ids)} predictions ("
+          + ", ".join(f"{c} {counts[c]}" for c in names) + ")")
+
+    report = evaluation(inputs.true_classes, predicted, names)
+    if report is not None:
+        from astrospectra_jax.training import metrics
+
+        report.update({"run": str(args.workdir), "model": run.config.model.name,
+                       "trained_on": spec.name, "trained_on_synthetic": bool(spec.synthetic),
+                       "checkpoint_step": run.step, "inputs": [str(p) for p in args.input],
+                       "skipped": len(inputs.skipped)})
+        metrics.write_json(_sibling(args.out, ".metrics.json"), report)
+        metrics.plot_confusion_matrix(
+            _sibling(args.out, ".confusion_matrix.png"), report["confusion_matrix"], names,
+            title=f"{run.config.model.name} trained on {spec.name}"
+                  f"{' (SYNTHETIC)' if spec.synthetic else ''}\n{report['examples']} inputs: "
+                  f"accuracy {report['accuracy']:.3f}")
+        recall = ", ".join(f"{c} {report['per_class'][c]['recall']:.2f}" for c in names)
+        print(f"accuracy {report['accuracy']:.3f} on {report['examples']} labelled inputs; "
+              f"recall {recall}")
+        print("confusion matrix (rows: true " + "/".join(names) + "): "
+              + str(report["confusion_matrix"]))
+        if report["other_classes"]:
+            print("not scored (true class outside the model's classes): " + ", ".join(
+                f"{c}: {n}" for c, n in report["other_classes"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
