@@ -185,3 +185,32 @@ def test_interrupted_csv_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
     predict.write_csv_atomically(out, ["id", "x"], iter([["a", 1]]))
     assert out.read_text().splitlines() == ["id,x", "a,1"]
+
+
+def test_report_shows_the_across_dataset_table(image_run, converted, tmp_path):
+    from astrospectra_jax.report import build
+
+    workdir, results = image_run
+    md = build.build_report(workdir, tmp_path / "report", embeddings=False).read_text()
+    assert "## Across datasets (simulated -> real)" in md
+    section = results["eval_datasets"][str(converted)]
+    assert f"| {section['examples']} | {section['accuracy']:.3f} |" in md
+    assert md.index("## Table 2") < md.index("## Across datasets")
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert len(data["across_datasets"]) == 2
+
+
+@pytest.mark.parametrize("value, message", [
+    ("line_astro_spectra/v1_synthetic_mini", "holds line data"),
+    ("astrospectra_mnist/v2_synthetic_mini", "classes F, G, K"),
+    ("no/such/folder", "neither a known dataset nor a folder"),
+])
+def test_eval_datasets_are_validated_naming_the_field(value, message):
+    from astrospectra_jax.training import train
+
+    config = get_base_config()
+    config.dataset, config.model.name = IMAGE_DATASET, "lenet"
+    config.eval_datasets = f"{IMAGE_DATASET}, {value}"
+    with pytest.raises(train.ConfigError, match="config.eval_datasets") as info:
+        train.validate(config)
+    assert message in str(info.value)

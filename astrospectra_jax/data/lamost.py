@@ -23,7 +23,7 @@ import numpy as np
 from astropy.io import fits
 
 from astrospectra_jax.data.spectrum import (Spectrum, SpectrumReadError, check_usable, frozen,
-                                            open_fits)
+                                            read_with)
 
 _TABLE_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK")
 # Header strings that mean "no value" in LAMOST files.
@@ -38,12 +38,7 @@ LamostSpectrum = Spectrum
 
 def read_spectrum(path) -> Spectrum:
     """Read one LAMOST LRS file (``.fits`` or ``.fits.gz``, DR1, DR8 or DR10 layout)."""
-    path = Path(path)
-    hdul = open_fits(path)
-    try:
-        return from_hdul(path, hdul)
-    finally:
-        hdul.close()
+    return read_with(from_hdul, path)
 
 
 def from_hdul(path: Path, hdul: fits.HDUList) -> Spectrum:

@@ -7,10 +7,8 @@ folders are never looked at.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from astrospectra_jax.data import lamost, sdss
-from astrospectra_jax.data.spectrum import Spectrum, SpectrumReadError, open_fits
+from astrospectra_jax.data.spectrum import Spectrum, SpectrumReadError, read_with
 
 __all__ = ["Spectrum", "SpectrumReadError", "find_spectra", "read_spectrum", "survey_of"]
 
@@ -24,10 +22,5 @@ def survey_of(hdul) -> str:
 
 def read_spectrum(path) -> Spectrum:
     """Read one LAMOST (DR1 / DR8 / DR10) or SDSS / BOSS spectrum, ``.fits`` or ``.fits.gz``."""
-    path = Path(path)
-    hdul = open_fits(path)
-    try:
-        reader = sdss if survey_of(hdul) == "SDSS" else lamost
-        return reader.from_hdul(path, hdul)
-    finally:
-        hdul.close()
+    return read_with(lambda path, hdul: (sdss if survey_of(hdul) == "SDSS" else lamost)
+                     .from_hdul(path, hdul), path)

@@ -25,7 +25,7 @@ import numpy as np
 from astropy.io import fits
 
 from astrospectra_jax.data.spectrum import (Spectrum, SpectrumReadError, check_usable, frozen,
-                                            open_fits)
+                                            read_with)
 
 PIXEL_COLUMNS = ("loglam", "flux", "ivar", "and_mask", "or_mask")
 OBJECT_COLUMNS = ("CLASS", "SUBCLASS", "Z", "ZWARNING")
@@ -43,12 +43,7 @@ def is_sdss(hdul: fits.HDUList) -> bool:
 
 def read_spectrum(path) -> Spectrum:
     """Read one SDSS / BOSS ``spec-*.fits`` file (plain or gzipped)."""
-    path = Path(path)
-    hdul = open_fits(path)
-    try:
-        return from_hdul(path, hdul)
-    finally:
-        hdul.close()
+    return read_with(from_hdul, path)
 
 
 def from_hdul(path: Path, hdul: fits.HDUList) -> Spectrum:
@@ -64,7 +59,8 @@ def from_hdul(path: Path, hdul: fits.HDUList) -> Spectrum:
     if not np.all(np.isfinite(loglam)):
         raise SpectrumReadError(f"{path}: loglam holds non-finite values")
     andmask = frozen(pixels[column["and_mask"]], np.int64)
-    obj = {name.upper(): specobj[name][0] for name in specobj.columns.names}
+    names = {name.upper(): name for name in specobj.columns.names}
+    obj = {key: specobj[names[key]][0] for key in OBJECT_COLUMNS}  # only these: 100+ columns
     zwarning = obj["ZWARNING"]
     spectrum = Spectrum(
         path=str(path),

@@ -92,6 +92,16 @@ def open_fits(path: Path) -> fits.HDUList:
     return hdul
 
 
+def read_with(from_hdul, path) -> Spectrum:
+    """Open ``path`` (``open_fits``) and hand it to a reader's ``from_hdul(path, hdul)``."""
+    path = Path(path)
+    hdul = open_fits(path)
+    try:
+        return from_hdul(path, hdul)
+    finally:
+        hdul.close()
+
+
 def frozen(values, dtype) -> np.ndarray:
     """A read-only copy in native byte order, detached from the file."""
     array = np.array(values, dtype=dtype)

@@ -38,7 +38,8 @@ from astrospectra_jax.report.collect import DeepRun
 from astrospectra_jax.report.tables import (Report, classical_section, dataset_order, device_text,
                                             marked, mean_std, model_order, problems_section,
                                             slug, std_over_seeds, synthetic_caption,
-                                            table2_section, throughput_section, aggregate)
+                                            table2_section, throughput_section,
+                                            transfer_section, aggregate)
 
 MAX_POINTS = 2000
 
@@ -264,6 +265,7 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, data_dir: str | N
                f"- code: {', '.join(commits) if commits else 'git commit not recorded'}", "")
 
     table2_section(report, rows)
+    transfer_section(report, runs)
     classical_section(report, classical, runs_dir)
     _confusion_section(report, rows)
     _embedding_section(report, datasets, data_dir, embeddings, max_points)

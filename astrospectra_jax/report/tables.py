@@ -379,6 +379,33 @@ def classical_section(report: Report, grids: list[ClassicalResult], runs_dir: Pa
 
 
 
+def transfer_section(report: Report, runs: list[DeepRun]) -> None:
+    """Runs with ``eval_datasets`` sections (config.eval_datasets): each model on data other
+    than its training set, e.g. simulated -> real. Absent when no run has such sections."""
+    rows = []
+    for run in sorted(runs, key=lambda r: (r.dataset, model_order(r.model), str(r.seed))):
+        for name, section in (run.results.get("eval_datasets") or {}).items():
+            recall = ", ".join(f"{c} {v['recall']:.2f}"
+                               for c, v in (section.get("per_class") or {}).items())
+            rows.append({"model": run.label, "seed": run.seed,
+                         "trained_on": marked(run.dataset, run.synthetic),
+                         "own_test": run.results.get("accuracy"),
+                         "evaluated_on": marked(name, bool(section.get("synthetic"))),
+                         "examples": section.get("examples", markdown.MISSING),
+                         "accuracy": section.get("accuracy"), "recall": recall})
+    if not rows:
+        return
+    report.add("## Across datasets (simulated -> real)", "",
+               "Each model's final weights on other datasets (`--config.eval_datasets`): the "
+               "accuracy on its own test split beside the accuracy elsewhere.", "")
+    report.table(
+        ["model", "seed", "trained on", "own test", "evaluated on", "examples", "accuracy",
+         "recall per class"],
+        ([r["model"], r["seed"], r["trained_on"], markdown.fmt(r["own_test"]), r["evaluated_on"],
+          r["examples"], markdown.fmt(r["accuracy"]), r["recall"]] for r in rows))
+    report.data["across_datasets"] = rows
+
+
 def device_text(devices: dict | None) -> str:
     if not devices:
         return "?"
