@@ -48,8 +48,10 @@ def _train(tmp_path_factory, dataset: str, model: str, **fields) -> tuple[Path, 
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory, converted) -> tuple[Path, dict]:
+    no_spectra = tmp_path_factory.mktemp("no_spectra")
+    (no_spectra / "notes.txt").write_text("nothing to evaluate here")
     return _train(tmp_path_factory, IMAGE_DATASET, "lenet",
-                  eval_datasets=f"{IMAGE_DATASET},{converted}")
+                  eval_datasets=f"{IMAGE_DATASET},{converted},{no_spectra}")
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,9 @@ def run_predict(workdir, inputs, out, capsys) -> tuple[int, str, str]:
 
 def test_eval_datasets_add_a_section_per_dataset(image_run, converted):
     workdir, results = image_run
-    sections = results["eval_datasets"]
+    sections = dict(results["eval_datasets"])
+    empty = [name for name in sections if "no_spectra" in name]
+    assert len(empty) == 1 and "no usable image input" in sections.pop(empty[0])["error"]
     assert set(sections) == {IMAGE_DATASET, str(converted)}
     own = sections[IMAGE_DATASET]  # the run's own test split, evaluated a second way
     assert own["accuracy"] == pytest.approx(results["accuracy"])
@@ -80,7 +84,7 @@ def test_eval_datasets_add_a_section_per_dataset(image_run, converted):
     assert folder["examples"] == 60 and folder["split"] == "all" and folder["synthetic"]
     assert sum(map(sum, folder["confusion_matrix"])) == 60
     on_disk = json.loads((workdir / "results.json").read_text())
-    assert set(on_disk["eval_datasets"]) == set(sections)
+    assert set(on_disk["eval_datasets"]) == set(sections) | set(empty)
     assert len(list(workdir.glob("confusion_matrix_*.png"))) == 2
 
 
@@ -197,7 +201,7 @@ def test_report_shows_the_across_dataset_table(image_run, converted, tmp_path):
     assert f"| {section['examples']} | {section['accuracy']:.3f} |" in md
     assert md.index("## Table 2") < md.index("## Across datasets")
     data = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert len(data["across_datasets"]) == 2
+    assert len(data["across_datasets"]) == 3  # the empty folder's row says "—"
 
 
 @pytest.mark.parametrize("value, message", [

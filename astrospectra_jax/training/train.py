@@ -235,9 +235,12 @@ def evaluate_other_datasets(config, spec, mesh, eval_batch, state, workdir: Path
         else:
             inputs = predict.collect_inputs([name], spec.kind, spec.task or "", progress=False)
             keep = [i for i, c in enumerate(inputs.true_classes) if c in spec.class_names]
-            if not keep:
-                raise ConfigError(f"config.eval_datasets: {name} holds no usable {spec.kind} "
-                                  f"input of classes {', '.join(spec.class_names)}")
+            if not keep:  # recorded, not raised: the trained model's results still count
+                message = (f"no usable {spec.kind} input of classes "
+                           f"{', '.join(spec.class_names)} ({len(inputs.skipped)} skipped)")
+                logging.warning("config.eval_datasets: %s: %s", name, message)
+                sections[name] = {"error": message}
+                continue
             features = np.stack([inputs.features[i] for i in keep])
             labels = np.array([spec.class_names.index(inputs.true_classes[i]) for i in keep])
             synthetic = all(inputs.ids[i].startswith("synthetic_") for i in keep)
