@@ -31,17 +31,15 @@ import argparse
 import collections
 import csv
 import dataclasses
-import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from astrospectra_jax import results
 from astrospectra_jax.data import catalogue, layout, readers, recipe, tasks
 
 _KAGGLE_CSV = re.compile(r"^(train|test)_labels(v\d+)\.csv$", re.IGNORECASE)
@@ -91,14 +89,14 @@ def run_config(workdir) -> dict:
     workdir = Path(workdir)
     if not workdir.is_dir():
         raise RunError(f"{workdir}: no such run folder")
-    for name in ("results.json", "config.json"):
+    for name in (results.RESULTS_JSON, results.CONFIG_JSON):
         path = workdir / name
         if path.is_file():
             try:
-                payload = json.loads(path.read_text())
-            except json.JSONDecodeError as err:
-                raise RunError(f"{path}: not valid JSON ({err})") from err
-            config = payload.get("config", payload) if name == "results.json" else payload
+                payload = results.read_json(path)
+            except ValueError as err:
+                raise RunError(str(err)) from err
+            config = payload.get("config") if name == results.RESULTS_JSON else payload
             if not isinstance(config, dict) or "model" not in config or "dataset" not in config:
                 raise RunError(f"{path}: holds no main.py config (model, dataset)")
             return config
@@ -117,7 +115,7 @@ def load_run(workdir) -> Run:
     if config.get("kind", "deep") != "deep":
         raise RunError(f"{workdir}: a {config.kind} run; predict needs a deep-learning run")
     spec = catalogue.info(config.dataset)
-    checkpoints = workdir / "checkpoints"
+    checkpoints = workdir / results.CHECKPOINTS_DIR
     if not checkpoints.is_dir():
         raise RunError(f"{checkpoints}: no checkpoints folder; train the run first")
     mesh = sharding.make_mesh()
@@ -296,21 +294,6 @@ def predict_probabilities(run: Run, features: np.ndarray, batch_size: int = DEFA
     return np.concatenate([np.asarray(jax.device_get(p)) for p in out])[:len(features)]
 
 
-def write_csv_atomically(path: Path, header: Sequence[str], rows) -> None:
-    """Rows to a temporary file beside ``path``, renamed into place once complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def evaluation(true_classes: Sequence[str | None], predicted: np.ndarray,
                class_names: Sequence[str]) -> dict | None:
     """Accuracy, per-class figures and confusion matrix over the inputs whose true class is one
@@ -383,7 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = ([id_, file, names[p], *(f"{q:.6f}" for q in probs), true or ""]
             for id_, file, p, probs, true in zip(inputs.ids, inputs.files, predicted,
                                                  probabilities, inputs.true_classes))
-    write_csv_atomically(args.out, header, rows)
+    with results.atomic_open(args.out) as f:  # an interrupted run leaves no half-written CSV
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
     counts = collections.Counter(names[p] for p in predicted)
     print(f"wrote {args.out}: {len(inputs.ids)} predictions ("
           + ", ".join(f"{c} {counts[c]}" for c in names) + ")")
@@ -396,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "trained_on": spec.name, "trained_on_synthetic": bool(spec.synthetic),
                        "checkpoint_step": run.step, "inputs": [str(p) for p in args.input],
                        "skipped": len(inputs.skipped)})
-        metrics.write_json(_sibling(args.out, ".metrics.json"), report)
+        results.write_json(_sibling(args.out, ".metrics.json"), report)
         metrics.plot_confusion_matrix(
             _sibling(args.out, ".confusion_matrix.png"), report["confusion_matrix"], names,
             title=f"{run.config.model.name} trained on {spec.name}"

@@ -1,7 +1,7 @@
 """What every stage writes and reads: file names, record types, one atomic write.
 
-A deep run's workdir (``main.py``, ``training/train.py``) holds ``results.json`` (a
-``DeepResults``), ``metrics.jsonl`` (one ``MetricsLine`` per line), ``confusion_matrix.png``,
+A deep run's workdir (``main.py``, ``training/train.py``) holds ``config.json`` (from the
+start), ``results.json`` (a ``DeepResults``), ``metrics.jsonl`` (one ``MetricsLine`` per line), ``confusion_matrix.png``,
 TensorBoard events and ``checkpoints/``; the suite adds ``suite_run.json`` (a ``SuiteRun``)
 and ``train.log``. A classical grid's workdir holds ``classical_store/`` (one
 ``ClassicalRecord`` per configuration), ``classical_results.json`` (a ``ClassicalSummary``,
@@ -27,6 +27,7 @@ from typing import Any, TypedDict
 # ----------------------------------------------------------------------------- file names
 
 RESULTS_JSON = "results.json"
+CONFIG_JSON = "config.json"  # the run's config, written when it starts (what predict reads)
 METRICS_JSONL = "metrics.jsonl"
 CONFUSION_PNG = "confusion_matrix.png"
 CHECKPOINTS_DIR = "checkpoints"
@@ -66,6 +67,9 @@ class DeepResults(TypedDict, total=False):
     train_examples_per_s: float | None
     train_examples_per_s_per_device: float | None
     resumed_from_step: int | None
+    # config.eval_datasets: dataset name or folder -> the classification report's keys plus
+    # synthetic, split ("test" or "all"), examples, loss; or only "error"
+    eval_datasets: dict[str, dict[str, Any]]
 
 
 DEEP_RESULTS_REQUIRED = ("dataset", "model", "accuracy")

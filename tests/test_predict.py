@@ -178,17 +178,26 @@ def test_not_a_run_is_a_clean_error(tmp_path, capsys):
     assert "not a main.py workdir" in capsys.readouterr().err
 
 
-def test_interrupted_csv_leaves_no_file(tmp_path):
-    def rows():
-        yield ["a", 1]
-        raise KeyboardInterrupt
+def test_interrupted_predict_leaves_no_csv(image_run, converted, tmp_path, capsys, monkeypatch):
+    real_writer = csv.writer
 
-    out = tmp_path / "preds.csv"
+    class InterruptedWriter:
+        def __init__(self, f):
+            self.writer = real_writer(f)
+
+        def writerow(self, row):
+            self.writer.writerow(row)
+
+        def writerows(self, rows):
+            self.writer.writerow(next(iter(rows)))
+            raise KeyboardInterrupt  # Ctrl-C halfway through the rows
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    monkeypatch.setattr(predict.csv, "writer", InterruptedWriter)
     with pytest.raises(KeyboardInterrupt):
-        predict.write_csv_atomically(out, ["id", "x"], rows())
-    assert list(tmp_path.iterdir()) == []
-    predict.write_csv_atomically(out, ["id", "x"], iter([["a", 1]]))
-    assert out.read_text().splitlines() == ["id,x", "a,1"]
+        run_predict(image_run[0], [converted], out_dir / "preds.csv", capsys)
+    assert list(out_dir.iterdir()) == []
 
 
 def test_report_shows_the_across_dataset_table(image_run, converted, tmp_path):

@@ -329,7 +329,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if lead:
         workdir.mkdir(parents=True, exist_ok=True)
         # What predict needs before results.json exists: the model, its input and classes.
-        metrics.write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
+        run_files.write_json(workdir / run_files.CONFIG_JSON,
+                             json.loads(config.to_json_best_effort()))
     mesh = sharding.make_mesh()
     data = _Data(config, spec, mesh)
     batch_size = config.batch_size
