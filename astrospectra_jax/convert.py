@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from astrospectra_jax import interrupts
 from astrospectra_jax.data import layout, sources, tasks
 from astrospectra_jax.data.sources import DEFAULT_TEST_FRACTION, SIMULATION_WORKERS
 
@@ -60,22 +61,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     progress = not args.no_progress
     try:
-        if args.source == "synthetic":
-            paper_train, paper_test = tasks.PAPER_SPLIT_SIZES[args.task]
-            counts = sources.convert_synthetic(
-                args.out, args.task, paper_train if args.train is None else args.train,
-                paper_test if args.test is None else args.test, args.seed,
-                workers=args.workers, overwrite=args.overwrite, progress=progress)
-        else:
-            counts, _ = sources.convert_fits(args.out, args.input, args.task,
-                                     test_fraction=args.test_fraction, seed=args.seed,
-                                     labels=args.labels, overwrite=args.overwrite,
-                                     progress=progress)
+        with interrupts.sigterm_raises():
+            counts = _convert(args, progress)
     except (ValueError, OSError) as err:  # bad input: one line naming the file or option
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+        parser.exit(interrupts.EXIT_USAGE, f"{parser.prog}: error: {err}\n")
+    except KeyboardInterrupt as stop:  # the temporary folder is gone, earlier output kept
+        print(f"{parser.prog}: interrupted by {interrupts.describe(stop)}; nothing was written "
+              f"to {args.out}. Rerun the same command to convert again.", file=sys.stderr)
+        return interrupts.exit_code(stop)
     print(f"wrote {layout.kaggle_dir(args.out, args.task)} and {layout.line_dir(args.out, args.task)}: "
           + ", ".join(f"{split} {n}" for split, n in counts.items()))
     return 0
+
+
+def _convert(args, progress: bool) -> dict[str, int]:
+    if args.source == "synthetic":
+        paper_train, paper_test = tasks.PAPER_SPLIT_SIZES[args.task]
+        return sources.convert_synthetic(
+            args.out, args.task, paper_train if args.train is None else args.train,
+            paper_test if args.test is None else args.test, args.seed,
+            workers=args.workers, overwrite=args.overwrite, progress=progress)
+    counts, _ = sources.convert_fits(args.out, args.input, args.task,
+                                     test_fraction=args.test_fraction, seed=args.seed,
+                                     labels=args.labels, overwrite=args.overwrite,
+                                     progress=progress)
+    return counts
 
 
 if __name__ == "__main__":

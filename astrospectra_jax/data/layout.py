@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 import re
 import shutil
 import tempfile
@@ -131,6 +132,32 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     path.write_bytes(encode_png(image))
 
 
+_TMP_PREFIX = ".convert-"
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Remove the temporary folders that killed conversions (``kill -9``) left in ``out``:
+    those whose process (the PID in the name) is gone. Returns the folders removed."""
+    removed = []
+    for folder in out.glob(f"{_TMP_PREFIX}*"):
+        parts = folder.name.split("-")  # .convert-<task>-<pid>-<random>
+        if len(parts) < 4 or not parts[2].isdigit() or _process_alive(int(parts[2])):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def write_layout(out, task: str, splits: Mapping[str, Iterable[Examples]], *,
                  sizes: Mapping[str, int] | None = None, overwrite: bool = False,
                  progress: bool = True) -> dict[str, int]:
@@ -146,7 +173,8 @@ def write_layout(out, task: str, splits: Mapping[str, Iterable[Examples]], *,
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]} already exists (pass --overwrite to replace it)")
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".convert-{task}-", dir=out))
+    remove_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{task}-{os.getpid()}-", dir=out))
     counts = {}
     try:
         kaggle_tmp, line_tmp = kaggle_dir(tmp, task), line_dir(tmp, task)

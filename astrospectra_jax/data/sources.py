@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -155,15 +156,39 @@ def _run_chunks(jobs, workers: int) -> Iterator[Examples]:
     if workers <= 1 or len(jobs) <= 1:
         yield from (_simulate_chunk(*job) for job in jobs)
         return
-    # Spawned, not forked: the parent may hold TensorFlow's threads.
+    # Spawned, not forked: the parent may hold TensorFlow's threads. Workers ignore SIGINT
+    # (Ctrl-C reaches the whole process group): the parent alone decides, and stops them.
     pool = ProcessPoolExecutor(min(workers, len(jobs)),
-                               mp_context=multiprocessing.get_context("spawn"))
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_interrupts)
+    finished = False
     try:
         futures = [pool.submit(_simulate_chunk, *job) for job in jobs]
         for future in futures:
             yield future.result()
+        finished = True
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # interrupted, failed or abandoned: waiting on the workers could hang
+            stop_pool(pool)
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Terminate a process pool's workers now and shut it down without waiting on them."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
 
 
 # The image and the line builder of one config simulate the same chunks: keep the last few
