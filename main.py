@@ -3,18 +3,37 @@
     python main.py --config=configs/v2_resnet18.py --workdir=/tmp/v2_resnet18
 
 Fields of the config are overridden with ``--config.<field>=<value>``. Rerunning a command with
-the same --workdir resumes from its latest checkpoint. Configs with ``kind = "classical"`` run
-the scikit-learn grid instead.
+the same --workdir resumes from its latest checkpoint; rerunning a finished one keeps its
+results. Configs with ``kind = "classical"`` run the scikit-learn grid instead.
+
+Exit codes (``astrospectra_jax.interrupts``): 0 done (or already done), 1 the run failed,
+2 bad command line or config, 75 stopped by SIGTERM after saving a checkpoint (rerun to
+resume), 130 stopped by Ctrl-C.
 """
 
 from __future__ import annotations
 
-import logging as std_logging
-import sys
+import os
 
-import jax
-from absl import app, flags, logging
-from ml_collections import config_flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+
+import difflib  # noqa: E402
+import errno  # noqa: E402
+import fcntl  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import logging as std_logging  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from astrospectra_jax import interrupts  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
@@ -22,44 +41,209 @@ config_flags.DEFINE_config_file("config", None, "Experiment config file (configs
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 flags.mark_flags_as_required(["config", "workdir"])
 
+LOCK_FILE = ".lock"
+_PROJECT_ROOT = str(Path(__file__).resolve().parent)
 
-class _QuietCheckpointing(std_logging.Filter):
-    """Orbax logs every save step by step at INFO; keep its warnings and errors only."""
+
+class _ProjectLogOnly(std_logging.Filter):
+    """INFO lines from this project only: Orbax's step-by-step saves, TFDS's dataset plumbing,
+    JAX's "Unable to initialize backend 'tpu'" and clu's copy of every metric line (printed by
+    train.py already) are dropped; everyone's warnings and errors are kept."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+        if record.levelno >= std_logging.WARNING:
+            return "has no dataset_info.json" not in str(record.msg)  # TFDS, before a build
+        return record.pathname.startswith(_PROJECT_ROOT) and "/site-packages/" not in \
+            record.pathname
 
+
+class _Refused(Exception):
+    """One line for the user, then exit with ``code``."""
+
+    def __init__(self, message: str, code: int = interrupts.EXIT_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with every bad flag, override or config file as one ``error:`` line."""
+    try:
+        rest = FLAGS(argv)
+        FLAGS.config.keys()  # a config file that failed to load raises here
+    except (flags.Error, AttributeError, KeyError, OSError, ValueError, TypeError,
+            SyntaxError, ImportError) as error:
+        print(f"error: {_flag_error(error, argv)}", file=sys.stderr)
+        sys.exit(interrupts.EXIT_USAGE)
+    return rest
+
+
+def _flag_error(error: Exception, argv: list[str]) -> str:
+    config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if config_arg is None and "--config" in argv[:-1]:
+        config_arg = argv[argv.index("--config") + 1]
+    config_file = config_arg.split(":", 1)[0] if config_arg else None
+    if isinstance(error, OSError) and config_file and not Path(config_file).is_file():
+        return f"--config={config_arg}: no such config file {config_file}"
+    if isinstance(error, (AttributeError, KeyError)) and config_file:
+        return _unknown_override(error, argv, config_file)
+    text = " ".join(str(error).split())
+    return text
+
+
+def _config_paths(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in config.items():
+        paths.append(prefix + key)
+        if isinstance(value, ml_collections.ConfigDict):
+            paths += _config_paths(value, f"{prefix}{key}.")
+    return paths
+
+
+def _unknown_override(error: Exception, argv: list[str], config_file: str) -> str:
+    """Names the override that is not a field of the config, with a suggestion."""
+    try:
+        spec = importlib.util.spec_from_file_location("_experiment_config", config_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        paths = _config_paths(module.get_config())
+    except Exception:  # noqa: BLE001 - the original message is still useful
+        return " ".join(str(error).split())
+    overrides = [m.group(1) for a in argv if (m := re.match(r"--config\.([\w.]+)", a))]
+    unknown = next((o for o in overrides if o not in paths), None)
+    if unknown is None:
+        return " ".join(str(error).split())
+    leaf = unknown.rsplit(".", 1)[-1]
+    hints = [p for p in paths if p.rsplit(".", 1)[-1] == leaf]  # right name, wrong place
+    hints = hints or difflib.get_close_matches(unknown, paths, n=1)  # misspelt
+    hint = f"; did you mean --config.{hints[0]}?" if hints else ""
+    return f"--config.{unknown}: {config_file} has no field {unknown!r}{hint}"
+
+
+# ----------------------------------------------------------------------------- the workdir
+
+def _prepare_workdir(workdir: str):
+    """Create the workdir, check it is writable and lock it (an open file; released when this
+    process ends, however it ends). Returns the lock's file object."""
+    path = Path(workdir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+        lock = open(path / LOCK_FILE, "a+")
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise _Refused(f"cannot write to --workdir={workdir}: {reason}. Choose a writable "
+                       "folder.") from error
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        lock.seek(0)
+        owner = lock.read().strip() or "another process"
+        raise _Refused(f"--workdir={workdir} is in use by {owner} (lock {path / LOCK_FILE}); "
+                       "wait for that run to end or use another --workdir.") from error
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"process {os.getpid()} ({' '.join(sys.argv)})\n")
+    lock.flush()
+    return lock
+
+
+def _finished(workdir: str) -> dict | None:
+    try:
+        return json.loads((Path(workdir) / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- running
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_handler().addFilter(_QuietCheckpointing())
-    config = FLAGS.config
+    logging.get_absl_handler().addFilter(_ProjectLogOnly())
+    config, workdir = FLAGS.config, FLAGS.workdir
+    try:
+        with interrupts.sigterm_raises():
+            code = _run(config, workdir)
+    except _Refused as refused:
+        logging.flush()
+        print(f"error: {refused}", file=sys.stderr, flush=True)
+        sys.exit(refused.code)
+    except KeyboardInterrupt as stop:
+        logging.flush()
+        print(f"interrupted by {interrupts.describe(stop)}: {_resume_hint(config, workdir)}",
+              file=sys.stderr, flush=True)
+        sys.exit(interrupts.exit_code(stop))
+    sys.exit(code)
+
+
+def _run(config, workdir: str) -> int:
     if config.get("distributed", False):
         jax.distributed.initialize()
-    if jax.process_index() > 0:
+    lead = jax.process_index() == 0
+    if not lead:
         logging.set_verbosity(logging.WARNING)  # process 0 reports for everyone
+    remote = "://" in workdir
+    lock = _prepare_workdir(workdir) if lead and not remote else None  # noqa: F841 - held
     logging.info("JAX %s: %d process(es), %d device(s): %s", jax.__version__, jax.process_count(),
                  jax.device_count(), jax.devices()[0].device_kind)
+    from astrospectra_jax.data import catalogue
 
     if config.get("kind") == "classical":
         from astrospectra_jax.classical import grid
 
-        grid.run(config, FLAGS.workdir)
-        return
+        try:
+            grid.run(config, workdir)
+        except (ValueError, KeyError, catalogue.DatasetNotFoundError, OSError) as error:
+            raise _Refused(" ".join(str(error).split()) if not isinstance(error, KeyError)
+                           else str(error.args[0]),
+                           interrupts.EXIT_USAGE if str(error).startswith("config.")
+                           else interrupts.EXIT_ERROR) from error
+        return 0
 
-    from astrospectra_jax.data import catalogue
-    from astrospectra_jax.training import train
+    from astrospectra_jax.training import checkpointing, train
 
+    finished = _finished(workdir) if not remote else None
+    if finished is not None:
+        print(f"{workdir} holds a finished run (results.json: test accuracy "
+              f"{finished.get('accuracy', float('nan')):.4f}); kept as it is. Use another "
+              "--workdir to train again.", flush=True)
+        return 0
     try:
-        results = train.train_and_evaluate(config, FLAGS.workdir)
-    except (train.ConfigError, train.NonFiniteLossError, catalogue.DatasetNotFoundError) as error:
-        logging.flush()
-        sys.exit(f"error: {error}")
+        results = train.train_and_evaluate(config, workdir)
+    except train.ConfigError as error:
+        raise _Refused(str(error), interrupts.EXIT_USAGE) from error
+    except (train.NonFiniteLossError, catalogue.DatasetNotFoundError,
+            checkpointing.CheckpointSaveError) as error:
+        raise _Refused(str(error)) from error
+    except ValueError as error:  # e.g. a checkpoint of another experiment in the workdir
+        raise _Refused(str(error)) from error
+    except OSError as error:  # disk full, permissions: name the file
+        raise _Refused(f"{error.strerror or error}: {error.filename or workdir}"
+                       if error.strerror else str(error)) from error
     if results.get("preempted"):
         print(f"Preempted (SIGTERM): checkpoint saved at step {results['step']} in "
               f"{results['checkpoint_dir']}; rerun the same command to resume.", flush=True)
+        return interrupts.EXIT_PREEMPTED
+    return 0
+
+
+def _resume_hint(config, workdir: str) -> str:
+    if config.get("kind") == "classical":
+        return (f"configurations finished so far are stored in {workdir}; rerun the same "
+                "command to run the rest.")
+    folder = Path(workdir) / "checkpoints"
+    steps = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) \
+        if folder.is_dir() else []
+    if steps:
+        return (f"the last checkpoint is step {steps[-1]} in {folder}; rerun the same command "
+                "to resume from it.")
+    return "no checkpoint was saved yet; rerun the same command to start again."
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

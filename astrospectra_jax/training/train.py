@@ -385,7 +385,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                   preemption, schedule, start_step, total_steps, steps_per_epoch,
                                   chunk)
         if outcome["preempted"]:
-            manager.wait_until_finished()
+            checkpointing.finish(manager, outcome["step"])
             logging.warning("SIGTERM: saved a checkpoint at step %d in %s and stopped; rerun the "
                             "same command to resume.", outcome["step"], manager.directory)
             return {"preempted": True, "step": outcome["step"],
@@ -396,7 +396,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         log.write("test", total_steps, {"epoch": total_steps / steps_per_epoch,
                                         "loss": evaluation["loss"],
                                         "accuracy": evaluation["accuracy"]})
-        manager.wait_until_finished()
+        checkpointing.finish(manager, total_steps)
         results = metrics.classification_report(evaluation["labels"], evaluation["predictions"],
                                                 spec.class_names)
         if eval_dataset_names(config):
@@ -435,8 +435,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      config.dataset, " (SYNTHETIC)" if spec.synthetic else "", workdir)
         return results
     finally:
-        manager.wait_until_finished()
-        manager.close()
+        try:  # a pending save completes, also on Ctrl-C; a failed one was reported already
+            manager.wait_until_finished()
+            manager.close()
+        except Exception:  # noqa: BLE001
+            checkpointing.remove_partial(Path(manager.directory))
         log.close()
 
 
@@ -492,6 +495,8 @@ def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preempti
     while step < total_steps:
         end = min(total_steps, (step // chunk + 1) * chunk)  # chunk ends: multiples of chunk
         state, out = call_chunk(state, step, end)
+        if last_saved is not None:  # a failed background save (full disk) stops the run now
+            checkpointing.raise_save_errors(manager, last_saved)
         pending.append((step, end - step, out))
         previous, step = step, end
         if timing is None:
