@@ -28,12 +28,12 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import jax  # noqa: E402
 import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from astrospectra_jax import interrupts  # noqa: E402
+# JAX, TensorFlow (Datasets) and the package are imported once the command line is known good:
+# a mistyped flag is answered in a second.
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
@@ -51,6 +51,8 @@ class _ProjectLogOnly(std_logging.Filter):
     train.py already) are dropped; everyone's warnings and errors are kept."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
+        if "/orbax/" in record.pathname and record.exc_info:
+            return False  # a failed save: train.py stops with one line naming it
         if record.levelno >= std_logging.WARNING:
             return "has no dataset_info.json" not in str(record.msg)  # TFDS, before a build
         return record.pathname.startswith(_PROJECT_ROOT) and "/site-packages/" not in \
@@ -58,9 +60,9 @@ class _ProjectLogOnly(std_logging.Filter):
 
 
 class _Refused(Exception):
-    """One line for the user, then exit with ``code``."""
+    """One line for the user, then exit with ``code`` (1: the run failed)."""
 
-    def __init__(self, message: str, code: int = interrupts.EXIT_ERROR):
+    def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
 
@@ -74,15 +76,18 @@ def _parse_flags(argv: list[str]) -> list[str]:
         FLAGS.config.keys()  # a config file that failed to load raises here
     except (flags.Error, AttributeError, KeyError, OSError, ValueError, TypeError,
             SyntaxError, ImportError) as error:
+        from astrospectra_jax import interrupts
+
         print(f"error: {_flag_error(error, argv)}", file=sys.stderr)
         sys.exit(interrupts.EXIT_USAGE)
     return rest
 
 
 def _flag_error(error: Exception, argv: list[str]) -> str:
-    config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    if config_arg is None and "--config" in argv[:-1]:
-        config_arg = argv[argv.index("--config") + 1]
+    config_args = [argv[i + 1] if a == "--config" else a.split("=", 1)[1]
+                   for i, a in enumerate(argv)
+                   if a.startswith("--config=") or (a == "--config" and i + 1 < len(argv))]
+    config_arg = config_args[-1] if config_args else None  # the last one counts
     config_file = config_arg.split(":", 1)[0] if config_arg else None
     if isinstance(error, OSError) and config_file and not Path(config_file).is_file():
         return f"--config={config_arg}: no such config file {config_file}"
@@ -162,6 +167,8 @@ def _finished(workdir: str) -> dict | None:
 # ----------------------------------------------------------------------------- running
 
 def main(argv):
+    from astrospectra_jax import interrupts
+
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.get_absl_handler().addFilter(_ProjectLogOnly())
@@ -182,13 +189,27 @@ def main(argv):
 
 
 def _run(config, workdir: str) -> int:
-    if config.get("distributed", False):
+    from astrospectra_jax import interrupts
+
+    distributed, remote = config.get("distributed", False), "://" in workdir
+    # Checked before JAX starts: a busy, unwritable or finished workdir is answered at once.
+    lock = _prepare_workdir(workdir) if not (distributed or remote) else None  # noqa: F841
+    finished = _finished(workdir) if config.get("kind") != "classical" and not remote else None
+    if finished is not None:
+        print(f"{workdir} holds a finished run (results.json: test accuracy "
+              f"{finished.get('accuracy', float('nan')):.4f}); kept as it is. Use another "
+              "--workdir to train again.", flush=True)
+        return 0
+
+    import jax
+
+    if distributed:
         jax.distributed.initialize()
     lead = jax.process_index() == 0
     if not lead:
         logging.set_verbosity(logging.WARNING)  # process 0 reports for everyone
-    remote = "://" in workdir
-    lock = _prepare_workdir(workdir) if lead and not remote else None  # noqa: F841 - held
+    elif distributed and not remote:
+        lock = _prepare_workdir(workdir)  # noqa: F841 - held until the process ends
     logging.info("JAX %s: %d process(es), %d device(s): %s", jax.__version__, jax.process_count(),
                  jax.device_count(), jax.devices()[0].device_kind)
     from astrospectra_jax.data import catalogue
@@ -207,12 +228,6 @@ def _run(config, workdir: str) -> int:
 
     from astrospectra_jax.training import checkpointing, train
 
-    finished = _finished(workdir) if not remote else None
-    if finished is not None:
-        print(f"{workdir} holds a finished run (results.json: test accuracy "
-              f"{finished.get('accuracy', float('nan')):.4f}); kept as it is. Use another "
-              "--workdir to train again.", flush=True)
-        return 0
     try:
         results = train.train_and_evaluate(config, workdir)
     except train.ConfigError as error:

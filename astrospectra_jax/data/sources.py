@@ -13,6 +13,7 @@ exactly what ``convert synthetic`` writes for the same sizes and seed.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -20,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -163,7 +165,8 @@ def _run_chunks(jobs, workers: int) -> Iterator[Examples]:
                                initializer=_ignore_interrupts)
     finished = False
     try:
-        futures = [pool.submit(_simulate_chunk, *job) for job in jobs]
+        with _sigint_ignored():  # inherited by the workers from their first instruction
+            futures = [pool.submit(_simulate_chunk, *job) for job in jobs]
         for future in futures:
             yield future.result()
         finished = True
@@ -176,6 +179,18 @@ def _run_chunks(jobs, workers: int) -> Iterator[Examples]:
 
 def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:

@@ -12,6 +12,7 @@ moved to ``workdir/checkpoints_unreadable/`` and the run resumes from the older 
 
 from __future__ import annotations
 
+import errno
 import shutil
 import time
 from pathlib import Path
@@ -74,6 +75,8 @@ def _save_error(manager: ocp.CheckpointManager, step: int, error: BaseException
                 ) -> CheckpointSaveError:
     directory = Path(manager.directory)
     removed = remove_partial(directory)
+    failed = sorted(int(p.name.split(".")[0]) for p in removed if p.name.split(".")[0].isdigit())
+    step = failed[0] if failed else step
     complete = [s for s in _step_dirs(directory) if not _is_partial(directory / str(s))]
     kept = (f"the last complete checkpoint, step {max(complete)}, is kept" if complete
             else "no complete checkpoint was saved")
@@ -87,8 +90,10 @@ def _save_error(manager: ocp.CheckpointManager, step: int, error: BaseException
 def _root_cause(error: BaseException) -> str:
     while error.__cause__ is not None or error.__context__ is not None:
         error = error.__cause__ or error.__context__
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    text = " ".join(str(error).split())
+    if "No space left on device" in text or getattr(error, "errno", None) == errno.ENOSPC:
+        return "no space left on device (ENOSPC)"
+    return f"{type(error).__name__}: {text[:300]}".rstrip(": ")
 
 
 def _step_dirs(directory: Path) -> list[int]:
