@@ -35,7 +35,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from astrospectra_jax import results
+from astrospectra_jax import interrupts, results
 from astrospectra_jax.data import catalogue
 
 # The checkout this package sits in: the defaults of --main and --configs.
@@ -318,6 +318,8 @@ def execute_one(run: Run, *, resumed: bool) -> dict:
     record.update(returncode=returncode, wall_s=time.time() - start, finished_at=_now())
     if interrupted:
         record.update(status="interrupted", error="stopped by Ctrl-C; rerun to resume")
+    elif returncode == interrupts.EXIT_PREEMPTED:  # main.py saved a checkpoint on SIGTERM
+        record.update(status="interrupted", error="preempted (SIGTERM); rerun to resume")
     elif returncode != 0:
         record.update(status="failed", error=f"exit status {returncode}")
     elif not (run.workdir / results.RESULTS_JSON).is_file():
