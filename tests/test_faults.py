@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from astrospectra_jax import convert
-from astrospectra_jax.classical import grid
+from astrospectra_jax.classical import grid, store
 from astrospectra_jax.data import layout
 from astrospectra_jax.training import checkpointing
 
@@ -286,23 +286,23 @@ def test_full_disk_under_the_grid_store_keeps_finished_records(tmp_path, monkeyp
     y = np.arange(60) % 3
     x = (rng.normal(size=(60, 6)) + np.eye(3, 6)[y] * 3).astype(np.float32)
     rows = grid.grid_rows()[:3]
-    store = tmp_path / "store"
-    original = grid._write_json_atomic
+    store_dir = tmp_path / "store"
+    original = store.write_record
     writes = {"n": 0}
 
-    def full_disk(path, obj):
+    def full_disk(folder, record):
         writes["n"] += 1
         if writes["n"] == 2:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        original(path, obj)
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder))
+        return original(folder, record)
 
-    monkeypatch.setattr(grid, "_write_json_atomic", full_disk)
+    monkeypatch.setattr(store, "write_record", full_disk)
     with pytest.raises(OSError, match="No space left on device"):
-        grid.run_grid(x, y, x, y, rows, store_dir=store, n_jobs=1, progress=False)
-    kept = {p.name: p.read_bytes() for p in store.glob("*.json")}
-    assert len(kept) == 1 and not list(store.glob("*.tmp"))
+        grid.run_grid(x, y, x, y, rows, store_dir=store_dir, n_jobs=1, progress=False)
+    kept = {p.name: p.read_bytes() for p in store_dir.glob("*.json")}
+    assert len(kept) == 1 and not [p for p in store_dir.iterdir() if p.suffix != ".json"]
     monkeypatch.undo()
-    records = grid.run_grid(x, y, x, y, rows, store_dir=store, n_jobs=1, progress=False)
+    records = grid.run_grid(x, y, x, y, rows, store_dir=store_dir, n_jobs=1, progress=False)
     assert sum(r["reused"] for r in records) == 1
     assert all(r["status"] == "ok" for r in records)
-    assert all((store / name).read_bytes() == data for name, data in kept.items())
+    assert all((store_dir / name).read_bytes() == data for name, data in kept.items())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,7 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any) -> tuple[Any, int 
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
         except Exception as error:  # noqa: BLE001 - corrupt files raise many kinds
             failures.append((step, error))
+            _quiet_abandoned_reads()
             continue
         if failures:
             _move_unreadable(manager, failures, step)
@@ -146,6 +148,22 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any) -> tuple[Any, int 
         f"cannot resume from checkpoint {Path(manager.directory) / str(step)}: it does not match "
         f"this config's model/optimizer, or every checkpoint is unreadable ({_root_cause(error)})."
         " Use a fresh --workdir for a different experiment.") from error
+
+
+def _quiet_abandoned_reads() -> None:
+    """A failed restore leaves TensorStore reads that call back into its closed event loop;
+    Python reports each as an ignored exception with a traceback. Drop those reports only."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_closed_loop_reports", False):
+        return
+
+    def hook(report):
+        if not (isinstance(report.exc_value, RuntimeError)
+                and str(report.exc_value) == "Event loop is closed"):
+            previous(report)
+
+    hook._drops_closed_loop_reports = True
+    sys.unraisablehook = hook
 
 
 def _move_unreadable(manager: ocp.CheckpointManager, failures, good_step: int) -> None:
