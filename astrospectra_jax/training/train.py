@@ -222,10 +222,10 @@ def evaluate_other_datasets(config, spec, mesh, eval_batch, state, workdir: Path
     """The final model on each of ``config.eval_datasets``: a section per dataset.
 
     A registered dataset contributes its test split; a folder, every labelled input under it
-    (converted layout or FITS files, read as ``predict`` reads them; a folder counts as
+    (converted layout or FITS files, read by ``data.inputs`` as ``predict`` reads them; a folder counts as
     synthetic when every id is one the simulator gave).
     """
-    from astrospectra_jax import predict
+    from astrospectra_jax.data import inputs as data_inputs
 
     sections = {}
     for name in eval_dataset_names(config):
@@ -233,7 +233,7 @@ def evaluate_other_datasets(config, spec, mesh, eval_batch, state, workdir: Path
             features, labels = catalogue.load_arrays(name, "test", data_dir=config.data_dir)
             synthetic, split = catalogue.info(name).synthetic, "test"
         else:
-            inputs = predict.collect_inputs([name], spec.kind, spec.task or "", progress=False)
+            inputs = data_inputs.collect_inputs([name], spec.kind, spec.task or "", progress=False)
             keep = [i for i, c in enumerate(inputs.true_classes) if c in spec.class_names]
             if not keep:  # recorded, not raised: the trained model's results still count
                 message = (f"no usable {spec.kind} input of classes "
