@@ -30,6 +30,7 @@ processes, at the price of each host reading the whole split.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import jax
@@ -37,6 +38,43 @@ import jax.numpy as jnp
 import numpy as np
 
 IMAGE_SIZE = 28
+
+
+# ----------------------------------------------------------------------------- in-memory splits
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """Whole train and test splits as numpy arrays: the device pipeline's data without TFDS.
+
+    Features as stored (uint8 images (N, 28, 28, 1) or float32 line vectors (N, 721)), labels
+    0-based class indices. ``train_and_evaluate(config, workdir, splits=...)`` trains on them;
+    ``config.dataset`` then only says what they hold (kind, class names).
+    """
+
+    train_features: np.ndarray
+    train_labels: np.ndarray
+    test_features: np.ndarray
+    test_labels: np.ndarray
+
+    def checked(self, feature_shape: tuple[int, ...], num_classes: int, dtype) -> "Splits":
+        """These splits with labels as int32 and features as ``dtype``; ValueError naming the
+        field whose shape or label range does not fit the dataset."""
+        arrays = {}
+        for split in ("train", "test"):
+            features = np.asarray(getattr(self, f"{split}_features"))
+            labels = np.asarray(getattr(self, f"{split}_labels"))
+            if features.shape[1:] != tuple(feature_shape):
+                raise ValueError(f"Splits.{split}_features has shape {features.shape}; the "
+                                 f"dataset's examples are {tuple(feature_shape)}")
+            if labels.shape != (len(features),):
+                raise ValueError(f"Splits.{split}_labels has shape {labels.shape}, expected "
+                                 f"({len(features)},): one label per example")
+            if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+                raise ValueError(f"Splits.{split}_labels must lie in [0, {num_classes}), "
+                                 f"found {labels.min()}..{labels.max()}")
+            arrays[f"{split}_features"] = features.astype(dtype, copy=False)
+            arrays[f"{split}_labels"] = labels.astype(np.int32, copy=False)
+        return Splits(**arrays)
 
 
 # ----------------------------------------------------------------------------- data order

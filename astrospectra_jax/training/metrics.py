@@ -10,33 +10,74 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from clu import metric_writers
+from absl import logging
 from sklearn import metrics as skmetrics
 
 from astrospectra_jax import results
 
 
+def _scalar_writer(workdir: str | Path, enabled: bool):
+    """clu's default writer (TensorBoard through TensorFlow, plus the log) where clu and
+    TensorFlow import; else TensorBoard's own event writer, which needs no TensorFlow (a bare
+    accelerator image); else None (metrics.jsonl and the log remain)."""
+    try:
+        from clu import metric_writers
+    except ImportError:
+        pass
+    else:
+        return metric_writers.create_default_writer(str(workdir), just_logging=not enabled)
+    if not enabled:
+        return None
+    try:
+        from tensorboard.summary import Writer
+    except ImportError:
+        logging.warning("neither clu nor tensorboard is installed: no TensorBoard events, "
+                        "metrics go to metrics.jsonl only")
+        return None
+    return _TensorBoardWriter(Writer(str(workdir)))
+
+
+class _TensorBoardWriter:
+    """The part of clu's MetricWriter interface MetricsLog uses, on tensorboard.summary.Writer."""
+
+    def __init__(self, writer):
+        self._writer = writer
+
+    def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        for tag, value in scalars.items():
+            self._writer.add_scalar(tag, float(value), step=step)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class MetricsLog:
-    """Scalars to TensorBoard (clu) and, one JSON object per line, to ``metrics.jsonl``.
+    """Scalars to TensorBoard (clu, or tensorboard's writer without TensorFlow) and, one JSON
+    object per line, to ``metrics.jsonl``.
 
     Only the writing process (``enabled``) touches files; resumed runs append.
     """
 
     def __init__(self, workdir: str | Path, *, enabled: bool):
         self.enabled = enabled
-        self.writer = metric_writers.create_default_writer(str(workdir), just_logging=not enabled)
+        self.writer = _scalar_writer(workdir, enabled)
         self._jsonl = open(Path(workdir) / results.METRICS_JSONL, "a") if enabled else None
 
     def write(self, split: str, step: int, values: dict[str, float]) -> None:
-        self.writer.write_scalars(step, {f"{split}/{k}": v for k, v in values.items()})
+        if self.writer is not None:
+            self.writer.write_scalars(step, {f"{split}/{k}": v for k, v in values.items()})
         if self._jsonl is not None:
             record = {"split": split, "step": step, "time": time.time(), **values}
             self._jsonl.write(json.dumps(record) + "\n")
             self._jsonl.flush()
 
     def close(self) -> None:
-        self.writer.flush()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
         if self._jsonl is not None:
             self._jsonl.close()
 

@@ -144,14 +144,26 @@ def eval_dataset_names(config: ml_collections.ConfigDict) -> list[str]:
 class _Data:
     """The splits as the chosen pipeline needs them."""
 
-    def __init__(self, config, spec, mesh):
+    def __init__(self, config, spec, mesh, splits: input_pipeline.Splits | None = None):
         self.config, self.spec, self.mesh = config, spec, mesh
         self.feature_key = "image" if spec.kind == "image" else "spectrum"
         name, data_dir = config.dataset, config.data_dir
-        test_features, test_labels = catalogue.load_arrays(name, "test", data_dir=data_dir)
+        if splits is not None:
+            if config.input_pipeline != "device":
+                raise ConfigError(f"config.input_pipeline={config.input_pipeline!r}: in-memory "
+                                  "splits train through the 'device' pipeline only")
+            splits = splits.checked(spec.feature_shape, spec.num_classes,
+                                    np.uint8 if spec.kind == "image" else np.float32)
+            test_features, test_labels = splits.test_features, splits.test_labels
+        else:
+            test_features, test_labels = catalogue.load_arrays(name, "test", data_dir=data_dir)
         self.test_labels = test_labels.astype(np.int32)
         if config.input_pipeline == "device":
-            train_features, train_labels = catalogue.load_arrays(name, "train", data_dir=data_dir)
+            if splits is not None:
+                train_features, train_labels = splits.train_features, splits.train_labels
+            else:
+                train_features, train_labels = catalogue.load_arrays(name, "train",
+                                                                     data_dir=data_dir)
             self.num_train = len(train_labels)
             self.train = (sharding.put_replicated(train_features, mesh),
                           sharding.put_replicated(train_labels.astype(np.int32), mesh))
@@ -315,9 +327,13 @@ def _format_eta(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       splits: input_pipeline.Splits | None = None) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint), evaluate on the
     test split, write results.json, metrics.jsonl, TensorBoard events, confusion_matrix.png.
+
+    The data come from TFDS (``config.dataset``), or from ``splits`` (in-memory arrays, no
+    TensorFlow needed) whose kind and classes ``config.dataset`` names.
 
     Returns the results dict, or ``{"preempted": True, "step": ...}`` when SIGTERM stopped it.
     Raises ConfigError, catalogue.DatasetNotFoundError, NonFiniteLossError.
@@ -332,7 +348,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         run_files.write_json(workdir / run_files.CONFIG_JSON,
                              json.loads(config.to_json_best_effort()))
     mesh = sharding.make_mesh()
-    data = _Data(config, spec, mesh)
+    data = _Data(config, spec, mesh, splits)
     batch_size = config.batch_size
     steps_per_epoch = input_pipeline.steps_per_epoch(data.num_train, batch_size)
     if steps_per_epoch == 0:
@@ -404,6 +420,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 config, spec, mesh, compiled["eval_batch"], state, workdir, lead=lead)
         results.update({
             "dataset": config.dataset,
+            "data_source": "tfds" if splits is None else "in-memory arrays",
             "synthetic": bool(spec.synthetic),
             "model": config.model.name,
             "test_loss": evaluation["loss"],
