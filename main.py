@@ -39,6 +39,14 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+flags.DEFINE_string("coordinator_address", None,
+                    "Multi-process runs (--config.distributed=True) where JAX cannot detect the "
+                    "cluster: host:port of process 0's coordinator (default: "
+                    "$JAX_COORDINATOR_ADDRESS, or detected on Cloud TPU / SLURM / MPI).")
+flags.DEFINE_integer("num_processes", None, "Multi-process runs: the number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's index, 0 first.")
+flags.DEFINE_integer("cpu_devices", None, "CPU devices per process (tests of the multi-process "
+                     "path on CPU; default: JAX's).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 LOCK_FILE = ".lock"
@@ -201,10 +209,17 @@ def _run(config, workdir: str) -> int:
               "--workdir to train again.", flush=True)
         return 0
 
+    if (FLAGS.num_processes or FLAGS.coordinator_address) and not distributed:
+        raise _Refused("--num_processes/--coordinator_address need --config.distributed=True",
+                       interrupts.EXIT_USAGE)
+
     import jax
 
     if distributed:
-        jax.distributed.initialize()
+        from astrospectra_jax.training import sharding
+
+        sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                        FLAGS.process_id, FLAGS.cpu_devices)
     lead = jax.process_index() == 0
     if not lead:
         logging.set_verbosity(logging.WARNING)  # process 0 reports for everyone

@@ -44,3 +44,22 @@ def put_replicated(array: np.ndarray | jax.Array, mesh: Mesh) -> jax.Array:
 def global_batch(local: np.ndarray, mesh: Mesh, leading_axes: int = 0) -> jax.Array:
     """Assemble a global array, sharded on the batch axis, from each process's rows."""
     return jax.make_array_from_process_local_data(batch_sharded(mesh, leading_axes), local)
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None, process_id: int | None = None,
+                           cpu_devices: int | None = None) -> None:
+    """Join a multi-process run (``jax.distributed.initialize``); call before any other JAX use.
+
+    With no arguments JAX detects the cluster (Cloud TPU, SLURM, Open MPI, Kubernetes) and
+    reads ``JAX_COORDINATOR_ADDRESS``; elsewhere, e.g. several processes on one machine, give
+    the coordinator's ``host:port`` (process 0 listens there), the number of processes and this
+    process's id. CPU devices exchange data through gloo (TCP), so a CPU-only run works too;
+    ``cpu_devices`` sets how many CPU devices each process has.
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if cpu_devices:
+        jax.config.update("jax_num_cpu_devices", cpu_devices)
+    given = {"coordinator_address": coordinator_address, "num_processes": num_processes,
+             "process_id": process_id}
+    jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})

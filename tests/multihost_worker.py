@@ -1,0 +1,139 @@
+"""One process of tests/test_multihost.py: ``python tests/multihost_worker.py MODE OUT ...``.
+
+MODE ``train``: trains a tiny model on in-memory arrays in ``OUT/run`` (resuming where a
+checkpoint is), process 0 then saves the final state to ``OUT/state.npz`` and the results to
+``OUT/results.json``. With ``--preempt-at STEP`` the last process sends itself SIGTERM when the
+checkpoint of STEP is saved (the loop's preemption path: every process stops at one step).
+MODE ``tfdata``: writes this process's rows of the first two global tf.data batches to
+``OUT/tfdata_<process>.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+NUM_TRAIN, NUM_TEST, BATCH = 96, 40, 16
+
+
+def tiny_splits():
+    import numpy as np
+
+    from astrospectra_jax.training import input_pipeline
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, NUM_TRAIN + NUM_TEST).astype(np.int32)
+    # learnable: the class sets the brightness of one row, so accuracy moves off chance
+    images = rng.integers(0, 64, (len(labels), 28, 28, 1), dtype=np.uint8)
+    images[np.arange(len(labels)), 4 + 8 * labels] += 150
+    return input_pipeline.Splits(images[:NUM_TRAIN], labels[:NUM_TRAIN],
+                                 images[NUM_TRAIN:], labels[NUM_TRAIN:])
+
+
+def train(args, out: Path) -> None:
+    import jax
+    import numpy as np
+
+    from astrospectra_jax.training import checkpointing, train as training
+    from configs.base import get_base_config
+
+    config = get_base_config()
+    config.dataset = "astrospectra_mnist/v2_synthetic"
+    config.model.name = "simplecnn1"
+    config.batch_size = BATCH
+    config.num_epochs = 1
+    config.max_steps = args.steps
+    config.checkpoint_every_steps = 2
+    config.eval_every_epochs = 0
+    config.log_every_steps = 1
+    if args.preempt_at and jax.process_index() == jax.process_count() - 1:
+        save = checkpointing.save
+
+        def save_then_preempt(manager, step, state):
+            save(manager, step, state)
+            if step == args.preempt_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        checkpointing.save = save_then_preempt
+    final = {}
+    run_loop = training._train_loop
+
+    def keep_final_state(*loop_args, **kwargs):
+        outcome = run_loop(*loop_args, **kwargs)
+        final.update(outcome)
+        return outcome
+
+    training._train_loop = keep_final_state
+    results = training.train_and_evaluate(config, str(out / "run"), splits=tiny_splits())
+    if jax.process_index() == 0:
+        summary = {"preempted": bool(results.get("preempted")), "step": results.get("step"),
+                   "processes": jax.process_count(), "devices": jax.device_count()}
+        if not results.get("preempted"):
+            leaves = jax.tree.leaves(jax.device_get(final["state"]["params"]))
+            np.savez(out / "state.npz", *[np.asarray(leaf) for leaf in leaves])
+            summary.update(accuracy=results["accuracy"], test_loss=results["test_loss"],
+                           resumed_from=results["resumed_from_step"])
+        (out / "results.json").write_text(json.dumps(summary))
+
+
+def tfdata(out: Path) -> None:
+    import jax
+    import numpy as np
+    import tensorflow as tf
+
+    from astrospectra_jax.training import input_pipeline
+
+    splits = tiny_splits()
+    input_pipeline._tf_dataset = lambda *_args, **_kw: tf.data.Dataset.from_tensor_slices(
+        (splits.train_features, splits.train_labels))
+    batches = input_pipeline.tfdata_train_batches(
+        "unused", data_dir=None, feature_key="image", batch_size=BATCH, seed=0, start_step=0,
+        steps_per_epoch=NUM_TRAIN // BATCH, shuffle_buffer=NUM_TRAIN)
+    (f0, l0), (f1, l1) = next(batches), next(batches)
+    np.savez(out / f"tfdata_{jax.process_index()}.npz", f0=f0, l0=l0, f1=f1, l1=l1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=("train", "tfdata"))
+    parser.add_argument("out")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--preempt-at", type=int, default=0)
+    parser.add_argument("--coordinator", default=None)
+    parser.add_argument("--num-processes", type=int, default=1)
+    parser.add_argument("--process-id", type=int, default=0)
+    parser.add_argument("--cpu-devices", type=int, default=1)
+    args = parser.parse_args()
+    if args.mode == "train":
+        # as on a bare accelerator image, and seconds faster to start: no TensorFlow behind TFDS
+        # and clu (metrics go to tensorboard's own writer)
+        for name in ("tensorflow", "tensorflow_datasets", "clu"):
+            sys.modules[name] = None
+    from absl import logging
+
+    from astrospectra_jax.training import sharding
+
+    if args.num_processes > 1:
+        sharding.initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                                        args.cpu_devices)
+    else:
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    import jax
+
+    # as main.py: process 0 reports for everyone
+    logging.set_verbosity(logging.INFO if jax.process_index() == 0 else logging.WARNING)
+    out = Path(args.out)
+    train(args, out) if args.mode == "train" else tfdata(out)
+
+
+if __name__ == "__main__":
+    main()
