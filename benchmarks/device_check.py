@@ -55,7 +55,7 @@ V2_TRAIN, V2_TEST = 42_454, 7_546
 SIMULATION_CHUNK = 2048
 TORCHVISION = ("alexnet", "vgg16", "googlenet", "resnet18", "mobilenetv2")
 # Share of the budget per section; the models section is the largest.
-SECTION_SHARES = {"ceilings": 0.04, "models": 0.56, "epoch": 0.12, "accuracy": 0.18,
+SECTION_SHARES = {"ceilings": 0.06, "models": 0.54, "epoch": 0.12, "accuracy": 0.18,
                   "profile": 0.10}
 
 
@@ -76,18 +76,25 @@ class Sizes:
     max_epochs: int
     profile_steps: int
     models_224: tuple[str, ...]
-    fp32_models: tuple[str, ...] | None  # None: all
+    bf16_models: tuple[str, ...] | None  # None: all
+    fp32_models: tuple[str, ...] | None
+    dtype: str  # of the epoch, accuracy and profile sections
     accuracy_models: tuple[tuple[str, int], ...]
+    torch_compile: bool  # inductor on a CPU compiles C++ for minutes: off in the smoke run
 
 
 FULL = Sizes(matmul=8192, copy_mib=2048, batch_28=256, batch_224=256, resident_examples=8192,
              repeat_s=0.4, repeats=3, epoch_examples=V2_TRAIN, sim_train=V2_TRAIN,
              sim_test=V2_TEST, max_epochs=4, profile_steps=10, models_224=TORCHVISION,
-             fp32_models=None, accuracy_models=(("simplecnn2", 28), ("resnet18", 224)))
+             bf16_models=None, fp32_models=None, dtype="bfloat16", accuracy_models=(("simplecnn2", 28), ("resnet18", 224)),
+             torch_compile=True)
+# bfloat16 convolutions on a CPU are emulated and slow in both frameworks: float32 there, and
+# 224 only in the epoch and profile sections
 SMOKE = Sizes(matmul=512, copy_mib=16, batch_28=16, batch_224=2, resident_examples=64,
               repeat_s=0.0, repeats=1, epoch_examples=64, sim_train=600, sim_test=150,
-              max_epochs=2, profile_steps=2, models_224=("resnet18",),
-              fp32_models=("simplecnn2",), accuracy_models=(("simplecnn2", 28),))
+              max_epochs=2, profile_steps=2, models_224=(),
+              bf16_models=("simplecnn2",), fp32_models=None, dtype="float32", accuracy_models=(("simplecnn2", 28),),
+              torch_compile=False)
 
 
 # ----------------------------------------------------------------------------- output
@@ -338,7 +345,8 @@ def model_items(sizes: Sizes) -> list[tuple[str, int, str]]:
     first = [("resnet18", 224), ("simplecnn2", 28)]
     combos = [c for c in first if c in combos] + sorted(
         (c for c in combos if c not in first), key=lambda c: -c[1])
-    items = [(n, s, "bfloat16") for n, s in combos]
+    items = [(n, s, "bfloat16") for n, s in combos
+             if sizes.bf16_models is None or n in sizes.bf16_models]
     items += [(n, s, "float32") for n, s in combos
               if sizes.fp32_models is None or n in sizes.fp32_models]
     return items
@@ -359,7 +367,7 @@ def measure_model(name: str, size: int, dtype: str, sizes: Sizes, ceilings: dict
     chunk = training_steps.resolve_steps_per_call(config)
     steps = _steps_for(jax_side.train, chunk, sizes.repeat_s)  # also the warm-up
     jax_side.evaluate(1)
-    eval_steps = max(1, steps // chunk)
+    eval_steps = steps  # as many batches as training steps: evaluation is cheaper
     row = {"model": name, "input_size": size, "dtype": dtype, "batch_size": batch,
            "steps": steps, "params": jax_side.params, "jax_compile_s": jax_side.compile_s,
            "train_flops_per_step": jax_side.train_flops,
@@ -478,17 +486,23 @@ def epoch_row(name: str, size: int, dtype: str, sizes: Sizes) -> dict:
             "examples_per_s": steps * batch / wall, "compile_s": compile_s}
 
 
-def accuracy_row(name: str, size: int, dtype: str, splits, target: float, sizes: Sizes
-                 ) -> dict:
+def accuracy_row(name: str, size: int, dtype: str, splits, target: float, sizes: Sizes,
+                 seconds_left: float, epoch: dict | None) -> dict:
     """``train_and_evaluate`` on the simulated splits, evaluating every epoch; seconds from the
-    first logged chunk to the first evaluation at or above ``target``."""
+    first logged chunk to the first evaluation at or above ``target``. As many epochs (up to
+    ``max_epochs``) as fit ``seconds_left`` at the rate the epoch section measured."""
     from astrospectra_jax.training import train
     from benchmarks import throughput
 
     batch = sizes.batch_224 if size == 224 else sizes.batch_28
     config = throughput.make_config(name, size, batch, dtype)
     steps_per_epoch = len(splits.train_labels) // batch
-    config.num_epochs = sizes.max_epochs
+    epochs = sizes.max_epochs
+    if epoch:  # per epoch: training, plus evaluation at a third of the cost per example
+        per_epoch = (len(splits.train_labels) + len(splits.test_labels) / 3) / epoch[
+            "examples_per_s"]
+        epochs = int(max(1, min(epochs, (seconds_left - epoch["compile_s"]) // per_epoch)))
+    config.num_epochs = epochs
     config.eval_every_epochs = 1
     config.log_every_steps = max(1, config.steps_per_call or 20)
     config.checkpoint_every_steps = 10**9  # one checkpoint, at the end
@@ -600,7 +614,7 @@ def parse_args(argv=None):
     parser.add_argument("--smoke", action="store_true",
                         help="shrink every size: the whole check on a CPU in a few minutes")
     parser.add_argument("--budget-s", type=float, default=None,
-                        help="seconds for all sections (default 420, smoke 300)")
+                        help="seconds for all sections (default 420, smoke 360)")
     parser.add_argument("--target-accuracy", type=float, default=None,
                         help="test accuracy for the time-to-accuracy section (default 0.85; "
                              "smoke 0.5)")
@@ -619,7 +633,7 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
-    budget_s = args.budget_s or (300.0 if args.smoke else 420.0)
+    budget_s = args.budget_s or (360.0 if args.smoke else 420.0)
     target = args.target_accuracy or (0.5 if args.smoke else 0.85)
     sections = [s for s in SECTION_SHARES if s in args.sections.split(",")]
     unknown = set(args.sections.split(",")) - set(SECTION_SHARES)
@@ -692,7 +706,8 @@ def main(argv=None) -> dict:
             # torch.compile last: its compilation takes tens of seconds per model
             for row in report.data["models"]:
                 key = (row["model"], row["input_size"], row["dtype"])
-                if (torch is None or args.no_torch_compile or "torch_train" not in row or
+                if (torch is None or args.no_torch_compile or not sizes.torch_compile or
+                        "torch_train" not in row or
                         key not in (("resnet18", 224, "bfloat16"), ("simplecnn2", 28, "bfloat16"))):
                     continue
                 rates = attempt(section, f"torch.compile {key[0]}@{key[1]}",
@@ -703,20 +718,22 @@ def main(argv=None) -> dict:
         elif section == "epoch":
             for name, size in (("simplecnn2", 28), ("resnet18", 224)):
                 row = attempt(section, f"epoch {name}@{size}",
-                              lambda: epoch_row(name, size, "bfloat16", sizes))
+                              lambda: epoch_row(name, size, sizes.dtype, sizes))
                 if row:
                     report.add("epoch", row)
         elif section == "accuracy":
             splits, simulate_s = simulated()
             report.data["meta"]["simulation_s"] = simulate_s
             for name, size in sizes.accuracy_models:
+                measured = next((r for r in report.data["epoch"] if (r["model"], r["input_size"])
+                                 == (name, size)), None)
                 row = attempt(section, f"accuracy {name}@{size}", lambda: accuracy_row(
-                    name, size, "bfloat16", splits, target, sizes))
+                    name, size, sizes.dtype, splits, target, sizes, budget.left(), measured))
                 if row:
                     report.add("accuracy", row)
         elif section == "profile" and args.profile:
             summary = attempt(section, "profile resnet18@224", lambda: profile_summary(
-                "resnet18", 224, "bfloat16", sizes))
+                "resnet18", 224, sizes.dtype, sizes))
             if summary:
                 report.add("profile", summary)
         spent = time.time() - section_began
