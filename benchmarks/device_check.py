@@ -207,11 +207,12 @@ def start_simulation(sizes: Sizes, workers: int):
             jobs.append((split, ("v2", min(SIMULATION_CHUNK, n - start), offset + i)))
     pool = multiprocessing.get_context("fork").Pool(max(1, min(workers, len(jobs))))
     pending = pool.map_async(_simulate_chunk, [job for _, job in jobs])
-    began = time.time()
 
     def result():
+        """(splits, seconds waited for them: 0 when the workers finished in the background)."""
         from astrospectra_jax.training import input_pipeline
 
+        began = time.time()
         chunks = pending.get()
         pool.close()
         parts = {split: [c for (s, _), c in zip(jobs, chunks) if s == split]
@@ -723,7 +724,7 @@ def main(argv=None) -> dict:
                     report.add("epoch", row)
         elif section == "accuracy":
             splits, simulate_s = simulated()
-            report.data["meta"]["simulation_s"] = simulate_s
+            report.data["meta"]["simulation_wait_s"] = simulate_s
             for name, size in sizes.accuracy_models:
                 measured = next((r for r in report.data["epoch"] if (r["model"], r["input_size"])
                                  == (name, size)), None)
