@@ -46,6 +46,7 @@ REPORT_MD = "report.md"
 class DeepResults(TypedDict, total=False):
     """``results.json`` of a deep run; ``DEEP_RESULTS_REQUIRED`` are always present."""
     dataset: str  # catalogue name, e.g. "astrospectra_mnist/v2_synthetic"
+    data_source: str  # "tfds", or "in-memory arrays" (train_and_evaluate(splits=...))
     synthetic: bool  # simulated spectra
     model: str  # registry name, e.g. "resnet18"
     accuracy: float  # test accuracy
