@@ -99,7 +99,7 @@ def load_run(workdir) -> Run:
     graphdef, state = steps.init_state(config, spec, tx, mesh)
     manager = checkpointing.open_manager(checkpoints, config.keep_checkpoints, read_only=True)
     try:
-        state, step = checkpointing.restore_latest(manager, state)
+        state, step = checkpointing.restore_latest(manager, state, read_only=True)
     finally:
         manager.close()
     if step is None:

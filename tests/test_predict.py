@@ -227,3 +227,15 @@ def test_eval_datasets_are_validated_naming_the_field(value, message):
     with pytest.raises(train.ConfigError, match="config.eval_datasets") as info:
         train.validate(config)
     assert message in str(info.value)
+
+
+def test_predict_leaves_the_run_folder_untouched(image_run, converted, tmp_path, capsys):
+    workdir = image_run[0]
+
+    def snapshot():
+        return sorted((str(p.relative_to(workdir)), p.stat().st_mtime_ns)
+                      for p in workdir.rglob("*"))
+
+    before = snapshot()
+    code, _, _ = run_predict(workdir, [converted], tmp_path / "preds.csv", capsys)
+    assert code == 0 and snapshot() == before

@@ -120,12 +120,14 @@ def remove_partial(directory: Path) -> list[Path]:
     return removed
 
 
-def restore_latest(manager: ocp.CheckpointManager, like: Any) -> tuple[Any, int | None]:
+def restore_latest(manager: ocp.CheckpointManager, like: Any, *, read_only: bool = False
+                   ) -> tuple[Any, int | None]:
     """(state, step) from the latest readable checkpoint, laid out (shapes, dtypes, shardings)
     like ``like``; ``(like, None)`` when there is none.
 
     A checkpoint that fails while an older one restores is unreadable (truncated, corrupted):
-    it is moved aside with a warning. When none restores, they do not match this config.
+    it is moved aside with a warning (``read_only``: only the warning). When none restores,
+    they do not match this config.
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     steps = sorted(manager.all_steps(), reverse=True)
@@ -138,7 +140,10 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any) -> tuple[Any, int 
             failures.append((step, error))
             _quiet_abandoned_reads()
             continue
-        if failures:
+        if failures and read_only:
+            logging.warning("unreadable checkpoint(s) %s in %s; using step %d",
+                            [f for f, _ in failures], manager.directory, step)
+        elif failures:
             _move_unreadable(manager, failures, step)
         return restored.state, step
     if not failures:
