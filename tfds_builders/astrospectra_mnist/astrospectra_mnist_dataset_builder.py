@@ -32,8 +32,13 @@ _CITATION = """\
 class Builder(tfds.core.GeneratorBasedBuilder):
     """AstroSpectra-MNIST images: real (Kaggle, manual download) and simulated configs."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "Synthetic configs: simulator with quasar dust only for a reddened minority, "
+                 "stronger H-alpha and Ca I 4227 in cool stars (benchmarks/README.md, "
+                 "Simulator realism). Real-data configs unchanged.",
+    }
     BUILDER_CONFIGS = common.make_configs(
         "LAMOST DR1 spectra as images, from the Kaggle download (manual)")
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\

@@ -25,8 +25,13 @@ STAR / GALAXY / QSO, v2 the stellar types F / G / K.
 class Builder(tfds.core.GeneratorBasedBuilder):
     """LineAstroSpectra vectors: real (manual FITS or converter output) and simulated configs."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "Synthetic configs: simulator with quasar dust only for a reddened minority, "
+                 "stronger H-alpha and Ca I 4227 in cool stars (benchmarks/README.md, "
+                 "Simulator realism). Real-data configs unchanged.",
+    }
     BUILDER_CONFIGS = common.make_configs(
         "LAMOST spectra as line vectors, from FITS files or converter output (manual)")
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
