@@ -186,11 +186,14 @@ def scores(task: str, real: RealSet, predicted: np.ndarray) -> dict:
     by_source = {}
     for source in sorted(set(real.source)):
         mask = real.source == source
+        correct = {}
+        for i, name in enumerate(names):
+            of_class = mask & (real.labels == i)
+            if of_class.any():
+                correct[name] = f"{int(np.sum(of_class & (predicted == i)))}/{int(of_class.sum())}"
         by_source[source] = {
             "n": int(mask.sum()), "accuracy": float(np.mean(predicted[mask] == real.labels[mask])),
-            "correct_per_class": {name: f"{int(np.sum((predicted == i) & mask & (real.labels == i)))}"
-                                        f"/{int(np.sum(mask & (real.labels == i)))}"
-                                  for i, name in enumerate(names) if np.any(mask & (real.labels == i))}}
+            "correct_per_class": correct}
     return {"n": int(len(real.labels)), "accuracy": float(np.mean(predicted == real.labels)),
             "recall": recall, "confusion": confusion.tolist(), "by_source": by_source}
 

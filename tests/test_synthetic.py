@@ -110,6 +110,17 @@ def test_snr_spread_and_noise_follow_the_g_band_snr(stars):
     assert np.corrcoef(_rank(measured), _rank(snr))[0, 1] > 0.7
 
 
+def test_a_share_of_spectra_ends_in_zeros_as_dr8_files_do(stars):
+    # Real DR8 / DR10 files end the red arm with exact zeros the recipe keeps (unflagged).
+    tail = stars.params["zero_tail_from"]
+    has_tail = np.isfinite(tail)
+    assert 0.3 < has_tail.mean() < 0.5
+    np.testing.assert_array_equal(stars.flux[has_tail, -1], 0.0)
+    assert np.all(stars.flux[~has_tail, -1] != 0.0)
+    assert np.all((tail[has_tail] >= GRID[-1] - 100.0) & (tail[has_tail] <= GRID[-1]))
+    assert np.all(stars.flux[:, GRID < 8990] != 0.0)
+
+
 # ---------------------------------------------------------------------------- stellar physics
 
 def test_hotter_stars_are_bluer(stars):
@@ -200,6 +211,15 @@ def test_quasar_broad_lines_are_present_and_broad(mixed):
     assert np.median(excess) > 1.15
     assert np.median(wide) > 1.05  # still above the continuum 20 A (rest) from the centre
     assert np.all(p["fwhm_kms"][mixed.labels == 2] > 1000)
+
+
+def test_only_a_minority_of_quasars_is_reddened(mixed):
+    # The continuum slope is the SDSS composite's, which holds the typical quasar's dust; extra
+    # SMC-like dust goes to ~10% (Richards et al. 2003 find ~6% of SDSS quasars reddened).
+    ebv = mixed.params["ebv_internal"][mixed.labels == 2]
+    reddened = ebv > 0
+    assert 0.03 < reddened.mean() < 0.2
+    assert np.median(ebv[reddened]) > 0.03
 
 
 def test_v1_parameters_apply_only_where_they_should(mixed):

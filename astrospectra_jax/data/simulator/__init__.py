@@ -16,13 +16,16 @@ physical model with parameters, not a set of templates:
   absorption) with velocity dispersion and Calzetti dust; nebular emission with star-forming,
   AGN and LINER-like line ratios (BPT), passive and post-starburst galaxies; redshift 0-0.55;
 - quasars: power-law continuum, Fe II and Balmer-continuum bumps, broad (FWHM 1800-10000 km/s)
-  and narrow emission lines from Ly-alpha to H-alpha, host-galaxy light at low z, SMC-like dust,
-  Ly-alpha/beta forest and Lyman-limit absorption; redshift 0.1-4.5;
+  and narrow emission lines from Ly-alpha to H-alpha, host-galaxy light at low z, SMC-like dust
+  for a reddened minority, Ly-alpha/beta forest and Lyman-limit absorption; redshift 0.1-4.5;
 - line of sight and instrument: Milky Way dust (CCM 1989, R_V = 3.1) with interstellar Ca II K,
   Na D and diffuse bands; telluric O2 / H2O residuals; resolution R = 1800; flux-calibration
   wobble; the blue/red arm join near 5900 A; photon + sky noise set by a g-band S/N through a
   throughput curve; sky-line residuals; cosmic rays; pipeline-masked stretches bridged the way
-  ``recipe.to_grid`` bridges them.
+  ``recipe.to_grid`` bridges them; red ends of exact zeros, as many DR8 / DR10 files have.
+
+How close to real spectra, and what each change moved: ``benchmarks/simulator_realism.py`` and
+benchmarks/README.md (Simulator realism).
 
 Speed: absorption and emission features are (spectra, features) @ (features, pixels) products
 with profiles precomputed on a rest-frame log-wavelength grid. Velocity pixels make the

@@ -2,8 +2,8 @@
 
 Power-law continuum, Fe II and Balmer-continuum bumps, broad (FWHM 1800-10000 km/s) and narrow
 emission lines from Ly-alpha to H-alpha (``lines.QSO_BROAD_LINES``, ``lines.QSO_NARROW_LINES``),
-host-galaxy light at low z, SMC-like dust, Ly-alpha/beta forest and Lyman-limit absorption;
-redshift 0.1-4.5.
+host-galaxy light at low z, SMC-like dust for a reddened minority, Ly-alpha/beta forest and
+Lyman-limit absorption; redshift 0.1-4.5.
 """
 
 from __future__ import annotations
