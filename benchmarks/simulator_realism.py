@@ -16,8 +16,8 @@ same recipe:
 
 Real spectra: ``../shared/data/lamost`` (LAMOST DR1/DR8/DR10 stars, read with
 ``data.lamost``; v2 label = first letter of SUBCLASS, A and M dropped; for v1 every one is a
-STAR) and ``../shared/data/sdss`` (SDSS/BOSS spec-lite files: 50 QSO, 6 GALAXY, 3 STAR, class
-from HDU 2). Nothing from the real files is used for training or tuning.
+STAR) and ``../shared/data/sdss`` (SDSS/BOSS spec-lite files, read with ``data.sdss``: 50 QSO,
+6 GALAXY, 3 STAR). Nothing from the real files is used for training or tuning.
 
 Prints, per task and model: accuracy, per-class recall and the confusion matrix on the real
 spectra (for v1 also per source); writes ``results.json`` and the figures ``means_v2.png``,
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrospectra_jax.data import lamost, recipe, simulator, tasks
+from astrospectra_jax.data import lamost, recipe, sdss, simulator, tasks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = ("lr", "simplecnn2", "conv1d")
@@ -71,24 +71,16 @@ def read_lamost(folder: Path):
 
 def read_sdss(folder: Path):
     """(grid fluxes, classes, subclasses) of the SDSS spec-lite files in ``folder``."""
-    from astropy.io import fits
-
     fluxes, classes, subclasses = [], [], []
     for path in sorted(folder.glob("spec-*.fits*")):
-        with fits.open(path, memmap=False) as hdul:
-            pixels, specobj = hdul[1].data, hdul[2].data
-            wavelength = 10.0 ** np.asarray(pixels["loglam"], np.float64)
-            flux = np.asarray(pixels["flux"], np.float64)
-            ivar = np.asarray(pixels["ivar"], np.float64)
-            obj_class = str(specobj["CLASS"][0]).strip()
-            subclass = str(specobj["SUBCLASS"][0]).strip()
         try:
-            fluxes.append(recipe.to_grid(wavelength, flux, ivar, name=str(path)))
-        except recipe.BadSpectrumError as err:
+            spectrum = sdss.read_spectrum(path)
+            fluxes.append(spectrum.on_grid())
+        except sdss.SpectrumReadError as err:
             print(f"skipped: {err}", file=sys.stderr)
             continue
-        classes.append(obj_class)
-        subclasses.append(subclass)
+        classes.append(spectrum.obj_class or "?")
+        subclasses.append(spectrum.subclass or "")
     return np.array(fluxes), np.array(classes), np.array(subclasses)
 
 
