@@ -20,6 +20,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.model.name = "simplecnn2"
     config.model.input_size = 28  # image side (28 native, 224 upsampled on device) or 721 (line)
     config.model.dtype = "float32"  # compute dtype; "bfloat16" on GPU/TPU. Params stay float32.
+    # Convolution, max pool and training batch norm: "xla" (XLA's own), "cpu" (faster on
+    # XLA:CPU, models/kernels/cpu.py) or "auto" (cpu on the CPU backend, xla elsewhere).
+    config.model.kernels = "auto"
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"  # adam | adamw | sgd

@@ -1,4 +1,4 @@
-"""The CPU-fast convolution gradient and max pool agree with XLA's own."""
+"""The CPU kernels (models/kernels/cpu.py) agree with XLA's own operations."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from astrospectra_jax.models import conv, layers
+from astrospectra_jax.models import kernels, layers
+from astrospectra_jax.models.kernels import cpu
 
 
 def _grads(conv_fn, x, w, strides, padding, groups, dn):
@@ -46,12 +47,12 @@ def test_weight_and_input_gradients_match_lax(x_shape, w_shape, strides, padding
     w = jnp.asarray(rng.standard_normal(w_shape, dtype=np.float32))
     dn = ("NWC", "WIO", "NWC") if len(x_shape) == 3 else ("NHWC", "HWIO", "NHWC")
     np.testing.assert_allclose(
-        conv.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn,
+        cpu.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn,
                                   feature_group_count=groups),
         jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn,
                                      feature_group_count=groups), rtol=1e-4, atol=1e-4)
     expected = _grads(jax.lax.conv_general_dilated, x, w, strides, padding, groups, dn)
-    got = _grads(conv.conv_general_dilated, x, w, strides, padding, groups, dn)
+    got = _grads(cpu.conv_general_dilated, x, w, strides, padding, groups, dn)
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * float(jnp.abs(e).max()))
 
@@ -67,7 +68,7 @@ def test_weight_gradient_over_batch_chunks(monkeypatch, batch, chunk_examples):
     strides, padding = (2, 2), ((1, 0), (1, 1))
     _, vjp = jax.vjp(lambda w: jax.lax.conv_general_dilated(
         x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")), w)
-    np.testing.assert_allclose(conv.weight_gradient(x, g, w.shape, strides, padding),
+    np.testing.assert_allclose(cpu.weight_gradient(x, g, w.shape, strides, padding),
                                vjp(g)[0], rtol=1e-5, atol=1e-4)
 
 
@@ -85,7 +86,7 @@ def test_max_pool_matches_reduce_window_with_ties(window, stride, padding, ceil_
         return nnx.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
 
     def ours(x):
-        return layers.max_pool(x, window, stride, padding, ceil_mode)
+        return layers.max_pool(x, window, stride, padding, ceil_mode, kernels=kernels.CPU)
 
     np.testing.assert_array_equal(ours(x), reference(x))
     cot = jnp.asarray(rng.standard_normal(reference(x).shape, dtype=np.float32))
@@ -103,7 +104,7 @@ def test_depthwise_weight_gradient_over_batch_chunks(monkeypatch, chunk_examples
     dn = ("NHWC", "HWIO", "NHWC")
     args = ((2, 2), ((1, 1), (1, 1)), 8, dn)
     expected = _grads(jax.lax.conv_general_dilated, x, w, *args)
-    got = _grads(conv.conv_general_dilated, x, w, *args)
+    got = _grads(cpu.conv_general_dilated, x, w, *args)
     for e, g in zip(expected, got):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * float(jnp.abs(e).max()))
 
@@ -114,25 +115,24 @@ def test_winograd_forward_matches_lax(shape):
     rng = np.random.default_rng(4)
     x = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
     w = jnp.asarray(rng.standard_normal((3, 3, shape[-1], 6), dtype=np.float32))
-    assert conv._winograd_applies(x, w, (1, 1), ((1, 1), (1, 1)))
+    assert cpu._winograd_applies(x, w, (1, 1), ((1, 1), (1, 1)))
     expected = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(jax.jit(conv._winograd_conv, static_argnums=2)(x, w, None),
+    np.testing.assert_allclose(jax.jit(cpu._winograd_conv, static_argnums=2)(x, w, None),
                                expected, rtol=1e-5, atol=1e-5 * float(jnp.abs(expected).max()))
 
 
 @pytest.mark.parametrize("activation", [nnx.relu, nnx.relu6, None])
-def test_training_batch_norm_matches_nnx(monkeypatch, activation):
+def test_training_batch_norm_matches_nnx(activation):
     """ConvBN's fused training batch norm: the same output, gradients and running statistics
     as nnx.BatchNorm followed by the activation."""
     rng = np.random.default_rng(5)
     x = jnp.asarray(rng.standard_normal((6, 5, 5, 3), dtype=np.float32) * 3 + 1)
     cotangent = jnp.asarray(rng.standard_normal((6, 5, 5, 8), dtype=np.float32))
 
-    def run(fast_paths: bool):
-        monkeypatch.setenv("ASTROSPECTRA_CPU_FAST_PATHS", "1" if fast_paths else "0")
-        block = layers.ConvBN(3, 8, 3, activation=activation, dtype=jnp.float32,
-                              param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+    def run(block_kernels):
+        block = layers.ConvBN(3, 8, 3, activation=activation, kernels=block_kernels,
+                              dtype=jnp.float32, param_dtype=jnp.float32, rngs=nnx.Rngs(0))
         block.bn.scale[...] = jnp.linspace(0.5, 1.5, 8)
         block.bn.bias[...] = jnp.linspace(-1.0, 1.0, 8)
         block.train()
@@ -142,7 +142,7 @@ def test_training_batch_norm_matches_nnx(monkeypatch, activation):
         grads_x = nnx.grad(loss, argnums=(0, 1))(block, x)
         return nnx.state(grads_x[0], nnx.Param), grads_x[1], nnx.state(block, nnx.BatchStat)
 
-    fast, reference = run(True), run(False)
+    fast, reference = run(kernels.CPU), run(kernels.XLA)
     for got, expected in zip(jax.tree.leaves(fast), jax.tree.leaves(reference)):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * float(
             jnp.abs(expected).max()))

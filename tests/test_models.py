@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from astrospectra_jax import models
-from astrospectra_jax.models import layers
+from astrospectra_jax.models import kernels, layers
 
 BIG_MODELS = ["alexnet", "vgg16", "googlenet", "resnet18", "mobilenetv2"]
 
@@ -49,10 +49,10 @@ def batch(name, size, n, seed=0):
 
 
 @functools.cache
-def abstract(name, size, dtype=jnp.float32):
+def abstract(name, size, dtype=jnp.float32, kernels="auto"):
     """(graphdef, shape-only state) of a model, built without allocating weights."""
-    return nnx.split(nnx.eval_shape(
-        lambda: models.create(name, input_size=size, dtype=dtype, rngs=rngs())))
+    return nnx.split(nnx.eval_shape(lambda: models.create(
+        name, input_size=size, kernels=kernels, dtype=dtype, rngs=rngs())))
 
 
 @functools.cache
@@ -68,7 +68,7 @@ def fresh_model(name, size, dtype=jnp.float32):
     return nnx.merge(graphdef, initial_state(name, size), copy=True)
 
 
-def stand_in_state(name, size, dtype=jnp.float32):
+def stand_in_state(name, size, dtype=jnp.float32, kernels="auto"):
     """Weights for forward-only checks: He-uniform kernels drawn in numpy, identity batch norm.
     Drawing AlexNet's and VGG16's 57-134M random values on CPU costs more than their forward."""
     rng = np.random.default_rng(0)
@@ -83,7 +83,7 @@ def stand_in_state(name, size, dtype=jnp.float32):
             return jnp.asarray((values - 0.5) * (2 * limit))
         return (jnp.ones if field in ("scale", "var") else jnp.zeros)(leaf.shape, leaf.dtype)
 
-    graphdef, state = abstract(name, size, dtype)
+    graphdef, state = abstract(name, size, dtype, kernels)
     return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
 
 
@@ -256,6 +256,64 @@ def test_adam_steps_lower_the_loss(name):
     assert losses[-1] < 0.9 * losses[0], losses
 
 
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("choice", ["xla", "cpu"])
+def test_every_layer_gets_the_chosen_kernels(name, choice):
+    chosen = models.kernels.resolve(choice)
+    model = nnx.merge(*abstract(name, models.input_sizes(name)[0], kernels=choice))
+    nodes = [node for _, node in nnx.iter_graph(model)]
+    assert {n.conv_general_dilated for n in nodes if isinstance(n, nnx.Conv)} == {
+        chosen.conv_general_dilated}
+    assert {n.kernels for n in nodes if hasattr(n, "kernels")} == {chosen}
+
+
+# The CPU kernels sum in other orders than XLA (Winograd, batch chunks, taps), so float32
+# rounding differs, and the stand-in networks amplify it in their gradients: noise of 1e-5 on
+# ResNet-18's input moves XLA's own gradient by 1e-2 (relative L2). Hence: logits within 1e-4
+# of their largest magnitude, running statistics within 1e-4 of the largest statistic, all
+# parameter gradients as one vector within 2e-2 in relative L2 norm (measured 2026-12-03:
+# ResNet-18 6e-3, MobileNetV2 5e-3, AlexNet 2e-4, the others <= 1e-5).
+KERNEL_OUTPUT_TOLERANCE, KERNEL_GRADIENT_TOLERANCE = 1e-4, 2e-2
+# GoogLeNet's training step compiles for a minute on a 2-core CPU: its layers are checked by
+# test_every_layer_gets_the_chosen_kernels, the kernels on the same layer kinds here.
+COMPARED_MODELS = [n for n in models.MODEL_NAMES if n != "googlenet"]
+
+
+@pytest.mark.parametrize("name", COMPARED_MODELS)
+def test_cpu_kernels_match_xla_kernels(name):
+    """One training-mode forward and backward pass (batch statistics, no dropout) of the same
+    weights built with each kernel set: same logits, parameter gradients and running stats."""
+    size = models.input_sizes(name)[0]
+    x, labels = batch(name, size, 4)
+
+    def logits_and_loss(model):
+        logits = model(x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), logits
+
+    def step(model):
+        view = nnx.view(model, deterministic=True, raise_if_not_found=False)
+        (_, logits), grads = nnx.value_and_grad(logits_and_loss, has_aux=True)(view)
+        return logits, grads
+
+    outcomes = {}
+    for choice in ("xla", "cpu"):
+        model = stand_in_state(name, size, kernels=choice)
+        model.train()
+        logits, grads = call_jitted(step, (model,))
+        outcomes[choice] = (logits, jax.tree.leaves(nnx.state(grads, nnx.Param)),
+                            jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
+    (logits, grads, stats), (ref_logits, ref_grads, ref_stats) = outcomes["cpu"], outcomes["xla"]
+    np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=KERNEL_OUTPUT_TOLERANCE * float(
+        jnp.abs(ref_logits).max()))
+    stat_scale = max(float(jnp.abs(s).max()) for s in ref_stats) if ref_stats else 0.0
+    for got, expected in zip(stats, ref_stats, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0,
+                                   atol=KERNEL_OUTPUT_TOLERANCE * stat_scale)
+    flat, ref_flat = (jnp.concatenate([g.ravel() for g in gs]) for gs in (grads, ref_grads))
+    error = float(jnp.linalg.norm(flat - ref_flat) / jnp.linalg.norm(ref_flat))
+    assert error <= KERNEL_GRADIENT_TOLERANCE, error
+
+
 def test_train_and_eval_modes():
     model = fresh_model("simplecnn2", 28)
     x, _ = batch("simplecnn2", 28, 4)
@@ -282,12 +340,13 @@ def test_conv1d_accepts_both_layouts_and_any_flux_scale():
 def test_max_pool_matches_torch_output_sizes():
     # torch: MaxPool2d(3, 2, ceil_mode=True) 112 -> 56; MaxPool2d(2, ceil_mode=True) 7 -> 4;
     # MaxPool2d(3, 2, padding=1) 112 -> 56; MaxPool2d(3, 2) 55 -> 27.
-    assert layers.max_pool(jnp.zeros((1, 112, 112, 1)), 3, 2, ceil_mode=True).shape[1] == 56
-    assert layers.max_pool(jnp.zeros((1, 7, 7, 1)), 2, ceil_mode=True).shape[1] == 4
-    assert layers.max_pool(jnp.zeros((1, 112, 112, 1)), 3, 2, padding=1).shape[1] == 56
-    assert layers.max_pool(jnp.zeros((1, 55, 55, 1)), 3, 2).shape[1] == 27
+    pool = functools.partial(layers.max_pool, kernels=kernels.XLA)
+    assert pool(jnp.zeros((1, 112, 112, 1)), 3, 2, ceil_mode=True).shape[1] == 56
+    assert pool(jnp.zeros((1, 7, 7, 1)), 2, ceil_mode=True).shape[1] == 4
+    assert pool(jnp.zeros((1, 112, 112, 1)), 3, 2, padding=1).shape[1] == 56
+    assert pool(jnp.zeros((1, 55, 55, 1)), 3, 2).shape[1] == 27
     # Padding never wins the max, even for negative inputs.
-    assert float(layers.max_pool(-jnp.ones((1, 7, 7, 1)), 2, ceil_mode=True).max()) == -1.0
+    assert float(pool(-jnp.ones((1, 7, 7, 1)), 2, ceil_mode=True).max()) == -1.0
 
 
 def test_adaptive_avg_pool_matches_torch_bins():

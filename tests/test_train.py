@@ -97,6 +97,7 @@ def test_train_writes_checkpoints_metrics_and_results(reference):
     assert saved["accuracy"] > 0.5  # chance is 1/3
     assert saved["devices"]["count"] == jax.device_count()
     assert saved["config"]["model"]["name"] == "lenet" and saved["steps"] == 74
+    assert saved["kernels"] == ("cpu" if jax.default_backend() == "cpu" else "xla")  # "auto"
     assert saved["train_examples_per_s"] > 0 and saved["compile_time_s"] > 0
 
 
@@ -127,6 +128,7 @@ def test_evaluation_masks_the_padding_of_the_last_batch(data_dir):
     ("model.input_size", 224, "config.model.input_size=224 is not supported by model 'lenet'"),
     ("model.name", "conv1d", "is a line model but config.dataset="),
     ("model.dtype", "float16", "config.model.dtype='float16' must be one of"),
+    ("model.kernels", "fast", "config.model.kernels='fast' must be one of auto, xla, cpu"),
     ("batch_size", 0, "config.batch_size=0 must be a positive integer"),
     ("num_epochs", 0, "config.num_epochs=0 must be a positive integer"),
     ("num_epochs", -2, "config.num_epochs=-2 must be a positive integer"),

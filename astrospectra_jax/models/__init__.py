@@ -6,7 +6,8 @@
 
 Image models take (B, S, S, 1) with S = input_size, the line model (B, 721) or (B, 721, 1);
 all return float32 logits (B, num_classes). ``dtype`` is the compute dtype (e.g. bfloat16),
-``param_dtype`` the storage dtype of the parameters. ``python -m astrospectra_jax.models``
+``param_dtype`` the storage dtype of the parameters. ``kernels`` (models/kernels) chooses the
+convolution, max pool and training batch norm: XLA's own, or those faster on XLA:CPU. ``python -m astrospectra_jax.models``
 prints every model's input shape, parameter count and forward GFLOPs.
 """
 
@@ -22,6 +23,7 @@ from astrospectra_jax.data.recipe import IMAGE_SIDE, LINE_SIZE
 from astrospectra_jax.models.alexnet import AlexNet
 from astrospectra_jax.models.conv1d import Conv1D
 from astrospectra_jax.models.googlenet import GoogLeNet
+from astrospectra_jax.models.kernels import Kernels, resolve
 from astrospectra_jax.models.mobilenet import MobileNetV2
 from astrospectra_jax.models.resnet import ResNet
 from astrospectra_jax.models.simple import LeNet, SimpleCNN1, SimpleCNN2
@@ -68,10 +70,12 @@ def is_line_model(name: str) -> bool:
 
 
 def create(name: str, *, num_classes: int = 3, input_size: int | None = None,
-           dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Module:
+           kernels: str | Kernels = "auto", dtype=jnp.float32, param_dtype=jnp.float32,
+           rngs: nnx.Rngs) -> nnx.Module:
     """Builds model ``name`` for ``input_size`` (default: its first supported size, 28 for
     images and 721 for line vectors). ``rngs`` supplies the "params" and "dropout" streams
-    (``nnx.Rngs(0)``'s default stream serves both).
+    (``nnx.Rngs(0)``'s default stream serves both). ``kernels``: "auto" (the CPU kernels on
+    the CPU backend, XLA's elsewhere), "xla", "cpu", or a ``Kernels`` record.
 
     Initialisation runs eagerly: JAX compiles one small random-number program per parameter
     shape, which on CPU takes seconds for the larger models (GoogLeNet the most)."""
@@ -81,7 +85,7 @@ def create(name: str, *, num_classes: int = 3, input_size: int | None = None,
     if input_size not in sizes:
         raise ValueError(f"model {name!r} does not support input_size={input_size}; "
                          f"supported: {', '.join(map(str, sizes))}")
-    kwargs = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    kwargs = dict(kernels=resolve(kernels), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     if len(sizes) > 1 or name in _LINE_MODELS:
         kwargs["input_size"] = input_size
     return constructor(num_classes, **kwargs)

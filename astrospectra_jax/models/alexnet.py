@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from astrospectra_jax.models import layers
+from astrospectra_jax.models.kernels import XLA, Kernels
 
 
 class AlexNet(nnx.Module):
@@ -29,12 +30,13 @@ class AlexNet(nnx.Module):
     at zero.
     """
 
-    def __init__(self, num_classes: int = 3, *, input_size: int = 224, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, num_classes: int = 3, *, input_size: int = 224, kernels: Kernels = XLA,
+                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        conv_kw = dict(use_bias=True, kernel_init=layers.TORCH_DEFAULT, **kw)
+        conv_kw = dict(use_bias=True, kernel_init=layers.TORCH_DEFAULT, kernels=kernels, **kw)
         self.input_size = input_size
         self.dtype = dtype
+        self.kernels = kernels
         self.native = input_size != 224
         if self.native:
             self.conv1 = layers.conv(1, 64, 3, 1, 1, **conv_kw)
@@ -53,11 +55,11 @@ class AlexNet(nnx.Module):
         layers.check_image_input(x, self.input_size, "alexnet")
         x = nnx.relu(self.conv1(x.astype(self.dtype)))
         if not self.native:
-            x = layers.max_pool(x, 3, 2)
-        x = layers.max_pool(nnx.relu(self.conv2(x)), 3, 2)
+            x = layers.max_pool(x, 3, 2, kernels=self.kernels)
+        x = layers.max_pool(nnx.relu(self.conv2(x)), 3, 2, kernels=self.kernels)
         x = nnx.relu(self.conv3(x))
         x = nnx.relu(self.conv4(x))
-        x = layers.max_pool(nnx.relu(self.conv5(x)), 3, 2)
+        x = layers.max_pool(nnx.relu(self.conv5(x)), 3, 2, kernels=self.kernels)
         x = layers.adaptive_avg_pool(x, (6, 6))
         x = x.reshape(x.shape[0], -1)
         x = nnx.relu(self.fc1(self.dropout(x)))

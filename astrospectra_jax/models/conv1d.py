@@ -8,6 +8,7 @@ from flax import nnx
 
 from astrospectra_jax.data.recipe import LINE_SIZE
 from astrospectra_jax.models import layers
+from astrospectra_jax.models.kernels import XLA, Kernels
 
 # (output channels, stride) of the residual blocks after the stem.
 CONV1D_BLOCKS = ((32, 1), (64, 2), (128, 2), (128, 2))
@@ -17,9 +18,9 @@ class ResBlock1D(nnx.Module):
     """conv k3 (stride) - BN - ReLU - conv k3 - BN, plus a shortcut (1x1 strided conv + BN when
     the shape changes), then ReLU: ResNet's basic block in one dimension."""
 
-    def __init__(self, in_features: int, out_features: int, stride: int, *, dtype, param_dtype,
-                 rngs: nnx.Rngs):
-        kw = dict(ndim=1, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    def __init__(self, in_features: int, out_features: int, stride: int, *, kernels: Kernels,
+                 dtype, param_dtype, rngs: nnx.Rngs):
+        kw = dict(ndim=1, kernels=kernels, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.conv1 = layers.ConvBN(in_features, out_features, 3, stride, **kw)
         self.conv2 = layers.ConvBN(out_features, out_features, 3, activation=None, **kw)
         if stride != 1 or in_features != out_features:
@@ -53,15 +54,17 @@ class Conv1D(nnx.Module):
     shape (continuum slope, lines). Standardising input that is already standardised is a no-op.
     """
 
-    def __init__(self, num_classes: int = 3, *, input_size: int = LINE_SIZE, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, num_classes: int = 3, *, input_size: int = LINE_SIZE,
+                 kernels: Kernels = XLA, dtype=jnp.float32, param_dtype=jnp.float32,
+                 rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        conv_kw = dict(kernels=kernels, **kw)
         self.input_size = input_size
         self.dtype = dtype
-        self.stem = layers.ConvBN(1, 32, 7, 2, ndim=1, **kw)
+        self.stem = layers.ConvBN(1, 32, 7, 2, ndim=1, **conv_kw)
         blocks, in_features = [], 32
         for out_features, stride in CONV1D_BLOCKS:
-            blocks.append(ResBlock1D(in_features, out_features, stride, **kw))
+            blocks.append(ResBlock1D(in_features, out_features, stride, **conv_kw))
             in_features = out_features
         self.blocks = nnx.Sequential(*blocks)
         self.dropout = nnx.Dropout(0.2, rngs=rngs)

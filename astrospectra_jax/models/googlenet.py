@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from astrospectra_jax.models import layers
+from astrospectra_jax.models.kernels import XLA, Kernels
 
 # torchvision's GoogLeNet uses BatchNorm2d(eps=0.001) in BasicConv2d, and N(0, 0.01) weights
 # (trunc_normal_ with bounds +-2, i.e. +-200 sigma, so effectively untruncated).
@@ -26,9 +27,10 @@ class Inception(nnx.Module):
     uses 3x3 here where the paper has 5x5); 3x3 max-pool (stride 1) -> 1x1."""
 
     def __init__(self, in_features: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
-                 ch5x5: int, pool_proj: int, *, dtype, param_dtype, rngs: nnx.Rngs):
-        kw = dict(kernel_init=GOOGLENET_INIT, epsilon=GOOGLENET_EPSILON, dtype=dtype,
-                  param_dtype=param_dtype, rngs=rngs)
+                 ch5x5: int, pool_proj: int, *, kernels: Kernels, dtype, param_dtype,
+                 rngs: nnx.Rngs):
+        kw = dict(kernel_init=GOOGLENET_INIT, epsilon=GOOGLENET_EPSILON, kernels=kernels,
+                  dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.branch1 = layers.ConvBN(in_features, ch1x1, 1, **kw)
         self.branch2 = nnx.Sequential(layers.ConvBN(in_features, ch3x3red, 1, **kw),
                                       layers.ConvBN(ch3x3red, ch3x3, 3, **kw))
@@ -36,9 +38,10 @@ class Inception(nnx.Module):
                                       layers.ConvBN(ch5x5red, ch5x5, 3, **kw))
         self.branch4 = layers.ConvBN(in_features, pool_proj, 1, **kw)
         self.out_features = ch1x1 + ch3x3 + ch5x5 + pool_proj
+        self.kernels = kernels
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        pooled = layers.max_pool(x, 3, 1, padding=1, ceil_mode=True)
+        pooled = layers.max_pool(x, 3, 1, padding=1, ceil_mode=True, kernels=self.kernels)
         return jnp.concatenate(
             [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(pooled)], axis=-1)
 
@@ -61,12 +64,14 @@ class GoogLeNet(nnx.Module):
     the inception stages see 28 -> 14 -> 7, exactly the resolutions they have at 224.
     """
 
-    def __init__(self, num_classes: int = 3, *, input_size: int = 224, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, num_classes: int = 3, *, input_size: int = 224, kernels: Kernels = XLA,
+                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        conv_kw = dict(kernel_init=GOOGLENET_INIT, epsilon=GOOGLENET_EPSILON, **kw)
+        conv_kw = dict(kernel_init=GOOGLENET_INIT, epsilon=GOOGLENET_EPSILON, kernels=kernels,
+                       **kw)
         self.input_size = input_size
         self.dtype = dtype
+        self.kernels = kernels
         self.native = input_size != 224
         if self.native:
             self.conv1 = layers.ConvBN(1, 64, 3, 1, **conv_kw)
@@ -78,7 +83,7 @@ class GoogLeNet(nnx.Module):
         for config in (INCEPTION3, INCEPTION4, INCEPTION5):
             modules = []
             for channels in config:
-                modules.append(Inception(in_features, *channels, **kw))
+                modules.append(Inception(in_features, *channels, kernels=kernels, **kw))
                 in_features = modules[-1].out_features
             stages.append(nnx.Sequential(*modules))
         self.inception3, self.inception4, self.inception5 = stages
@@ -89,11 +94,11 @@ class GoogLeNet(nnx.Module):
         layers.check_image_input(x, self.input_size, "googlenet")
         x = self.conv1(x.astype(self.dtype))
         if not self.native:
-            x = layers.max_pool(x, 3, 2, ceil_mode=True)
+            x = layers.max_pool(x, 3, 2, ceil_mode=True, kernels=self.kernels)
         x = self.conv3(self.conv2(x))
         if not self.native:
-            x = layers.max_pool(x, 3, 2, ceil_mode=True)
-        x = layers.max_pool(self.inception3(x), 3, 2, ceil_mode=True)
-        x = layers.max_pool(self.inception4(x), 2, 2, ceil_mode=True)
+            x = layers.max_pool(x, 3, 2, ceil_mode=True, kernels=self.kernels)
+        x = layers.max_pool(self.inception3(x), 3, 2, ceil_mode=True, kernels=self.kernels)
+        x = layers.max_pool(self.inception4(x), 2, 2, ceil_mode=True, kernels=self.kernels)
         x = layers.global_avg_pool(self.inception5(x))
         return self.fc(self.dropout(x)).astype(jnp.float32)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from astrospectra_jax.models import layers
+from astrospectra_jax.models.kernels import XLA, Kernels
 
 # torchvision's inverted-residual settings: expansion t, output channels c, repeats n, stride s.
 MOBILENETV2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -18,8 +19,8 @@ class InvertedResidual(nnx.Module):
     with BN (ReLU6 after the first two); identity shortcut when stride 1 and widths match."""
 
     def __init__(self, in_features: int, out_features: int, stride: int, expansion: int, *,
-                 dtype, param_dtype, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                 kernels: Kernels, dtype, param_dtype, rngs: nnx.Rngs):
+        kw = dict(kernels=kernels, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         hidden = in_features * expansion
         convs = []
         if expansion != 1:
@@ -53,23 +54,24 @@ class MobileNetV2(nnx.Module):
     zero biases.
     """
 
-    def __init__(self, num_classes: int = 3, *, input_size: int = 224, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, num_classes: int = 3, *, input_size: int = 224, kernels: Kernels = XLA,
+                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        conv_kw = dict(kernels=kernels, **kw)
         self.input_size = input_size
         self.dtype = dtype
         native = input_size != 224
-        self.stem = layers.ConvBN(1, 32, 3, 1 if native else 2, activation=nnx.relu6, **kw)
+        self.stem = layers.ConvBN(1, 32, 3, 1 if native else 2, activation=nnx.relu6, **conv_kw)
         blocks, in_features = [], 32
         for expansion, out_features, repeats, stride in MOBILENETV2_SETTINGS:
             if native and out_features == 24:
                 stride = 1
             for index in range(repeats):
                 blocks.append(InvertedResidual(in_features, out_features,
-                                               stride if index == 0 else 1, expansion, **kw))
+                                               stride if index == 0 else 1, expansion, **conv_kw))
                 in_features = out_features
         self.blocks = nnx.Sequential(*blocks)
-        self.head = layers.ConvBN(in_features, 1280, 1, activation=nnx.relu6, **kw)
+        self.head = layers.ConvBN(in_features, 1280, 1, activation=nnx.relu6, **conv_kw)
         self.dropout = nnx.Dropout(0.2, rngs=rngs)
         self.fc = layers.linear(1280, num_classes, kernel_init=nnx.initializers.normal(0.01),
                                 **kw)

@@ -7,15 +7,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from astrospectra_jax.models import layers
+from astrospectra_jax.models.kernels import XLA, Kernels
 
 
 class BasicBlock(nnx.Module):
     """conv 3x3 (stride) - BN - ReLU - conv 3x3 - BN, plus the shortcut, then ReLU. The shortcut
     is a 1x1 strided conv + BN when the shape changes (torchvision's ``downsample``)."""
 
-    def __init__(self, in_features: int, out_features: int, stride: int, *, dtype, param_dtype,
-                 rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    def __init__(self, in_features: int, out_features: int, stride: int, *, kernels: Kernels,
+                 dtype, param_dtype, rngs: nnx.Rngs):
+        kw = dict(kernels=kernels, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.conv1 = layers.ConvBN(in_features, out_features, 3, stride, **kw)
         self.conv2 = layers.ConvBN(out_features, out_features, 3, activation=None, **kw)
         if stride != 1 or in_features != out_features:
@@ -46,22 +47,24 @@ class ResNet(nnx.Module):
     """
 
     def __init__(self, num_classes: int = 3, *, input_size: int = 224,
-                 stage_sizes=(2, 2, 2, 2), dtype=jnp.float32, param_dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+                 stage_sizes=(2, 2, 2, 2), kernels: Kernels = XLA, dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        conv_kw = dict(kernels=kernels, **kw)
         self.input_size = input_size
         self.dtype = dtype
+        self.kernels = kernels
         self.native = input_size != 224
         if self.native:
-            self.stem = layers.ConvBN(1, 64, 3, 1, **kw)
+            self.stem = layers.ConvBN(1, 64, 3, 1, **conv_kw)
         else:
-            self.stem = layers.ConvBN(1, 64, 7, 2, **kw)
+            self.stem = layers.ConvBN(1, 64, 7, 2, **conv_kw)
         blocks, in_features = [], 64
         for stage, count in enumerate(stage_sizes):
             out_features = 64 * 2**stage
             for index in range(count):
                 stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(BasicBlock(in_features, out_features, stride, **kw))
+                blocks.append(BasicBlock(in_features, out_features, stride, **conv_kw))
                 in_features = out_features
         self.blocks = nnx.Sequential(*blocks)
         self.fc = layers.linear(in_features, num_classes, **kw)
@@ -70,6 +73,6 @@ class ResNet(nnx.Module):
         layers.check_image_input(x, self.input_size, "resnet18")
         x = self.stem(x.astype(self.dtype))
         if not self.native:
-            x = layers.max_pool(x, 3, 2, padding=1)
+            x = layers.max_pool(x, 3, 2, padding=1, kernels=self.kernels)
         x = layers.global_avg_pool(self.blocks(x))
         return self.fc(x).astype(jnp.float32)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from astrospectra_jax.models import layers
+from astrospectra_jax.models.kernels import XLA, Kernels
 
 
 class SimpleCNN1(nnx.Module):
@@ -30,20 +31,22 @@ class SimpleCNN1(nnx.Module):
 
     input_size = 28
 
-    def __init__(self, num_classes: int = 3, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+    def __init__(self, num_classes: int = 3, *, kernels: Kernels = XLA, dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        conv_kw = dict(kernels=kernels, **kw)
         self.dtype = dtype
-        self.conv1 = layers.conv(1, 32, 3, padding=1, use_bias=True, **kw)
-        self.conv2 = layers.conv(32, 64, 3, padding=1, use_bias=True, **kw)
+        self.kernels = kernels
+        self.conv1 = layers.conv(1, 32, 3, padding=1, use_bias=True, **conv_kw)
+        self.conv2 = layers.conv(32, 64, 3, padding=1, use_bias=True, **conv_kw)
         self.fc1 = layers.linear(7 * 7 * 64, 128, **kw)
         self.fc2 = layers.linear(128, num_classes, **kw)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         layers.check_image_input(x, self.input_size, "simplecnn1")
         x = x.astype(self.dtype)
-        x = layers.max_pool(nnx.relu(self.conv1(x)), 2)
-        x = layers.max_pool(nnx.relu(self.conv2(x)), 2)
+        x = layers.max_pool(nnx.relu(self.conv1(x)), 2, kernels=self.kernels)
+        x = layers.max_pool(nnx.relu(self.conv2(x)), 2, kernels=self.kernels)
         x = nnx.relu(self.fc1(x.reshape(x.shape[0], -1)))
         return self.fc2(x).astype(jnp.float32)
 
@@ -66,13 +69,16 @@ class SimpleCNN2(nnx.Module):
 
     input_size = 28
 
-    def __init__(self, num_classes: int = 3, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+    def __init__(self, num_classes: int = 3, *, kernels: Kernels = XLA, dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        conv_kw = dict(kernels=kernels, **kw)
         self.dtype = dtype
-        self.block1 = nnx.Sequential(layers.ConvBN(1, 64, 3, **kw), layers.ConvBN(64, 64, 3, **kw))
-        self.block2 = nnx.Sequential(layers.ConvBN(64, 128, 3, **kw),
-                                     layers.ConvBN(128, 128, 3, **kw))
+        self.kernels = kernels
+        self.block1 = nnx.Sequential(layers.ConvBN(1, 64, 3, **conv_kw),
+                                     layers.ConvBN(64, 64, 3, **conv_kw))
+        self.block2 = nnx.Sequential(layers.ConvBN(64, 128, 3, **conv_kw),
+                                     layers.ConvBN(128, 128, 3, **conv_kw))
         self.drop_conv = nnx.Dropout(0.25, rngs=rngs)
         self.fc1 = nnx.Linear(7 * 7 * 128, 256, use_bias=False, kernel_init=layers.TORCH_DEFAULT,
                               **kw)
@@ -83,8 +89,8 @@ class SimpleCNN2(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         layers.check_image_input(x, self.input_size, "simplecnn2")
         x = x.astype(self.dtype)
-        x = self.drop_conv(layers.max_pool(self.block1(x), 2))
-        x = self.drop_conv(layers.max_pool(self.block2(x), 2))
+        x = self.drop_conv(layers.max_pool(self.block1(x), 2, kernels=self.kernels))
+        x = self.drop_conv(layers.max_pool(self.block2(x), 2, kernels=self.kernels))
         x = nnx.relu(self.bn_fc1(self.fc1(x.reshape(x.shape[0], -1))))
         return self.fc2(self.drop_fc(x)).astype(jnp.float32)
 
@@ -111,13 +117,16 @@ class LeNet(nnx.Module):
 
     input_size = 28
 
-    def __init__(self, num_classes: int = 3, *, dtype=jnp.float32, param_dtype=jnp.float32,
-                 rngs: nnx.Rngs):
+    def __init__(self, num_classes: int = 3, *, kernels: Kernels = XLA, dtype=jnp.float32,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        conv_kw = dict(kernels=kernels, **kw)
         self.dtype = dtype
+        self.kernels = kernels
         self.c1 = layers.conv(1, 6, 5, padding=2, use_bias=True,
-                              kernel_init=layers.TORCH_DEFAULT, **kw)
-        self.c3 = layers.conv(6, 16, 5, use_bias=True, kernel_init=layers.TORCH_DEFAULT, **kw)
+                              kernel_init=layers.TORCH_DEFAULT, **conv_kw)
+        self.c3 = layers.conv(6, 16, 5, use_bias=True, kernel_init=layers.TORCH_DEFAULT,
+                              **conv_kw)
         self.f5 = layers.linear(5 * 5 * 16, 120, **kw)
         self.f6 = layers.linear(120, 84, **kw)
         self.output = layers.linear(84, num_classes, **kw)

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from astrospectra_jax.models import layers
+from astrospectra_jax.models.kernels import XLA, Kernels
 
 # Output channels of the 3x3 convolutions, one tuple per block; a max-pool closes each block.
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -30,17 +31,19 @@ class VGG16(nnx.Module):
     the 28x28 head instead uses He-normal (fan-in) hidden layers and torch's default output layer.
     """
 
-    def __init__(self, num_classes: int = 3, *, input_size: int = 224, dtype=jnp.float32,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, num_classes: int = 3, *, input_size: int = 224, kernels: Kernels = XLA,
+                 dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.input_size = input_size
         self.dtype = dtype
+        self.kernels = kernels
         self.native = input_size != 224
         convs, blocks, in_features = [], [], 1
         for block in VGG16_BLOCKS:
             blocks.append(len(block))
             for out_features in block:
-                convs.append(layers.conv(in_features, out_features, 3, 1, 1, use_bias=True, **kw))
+                convs.append(layers.conv(in_features, out_features, 3, 1, 1, use_bias=True,
+                                          kernels=kernels, **kw))
                 in_features = out_features
         self.convs = nnx.List(convs)
         self.block_lengths = tuple(blocks)
@@ -64,7 +67,7 @@ class VGG16(nnx.Module):
         for length in self.block_lengths:
             for _ in range(length):
                 x = nnx.relu(next(convs)(x))
-            x = layers.max_pool(x, 2, ceil_mode=self.native)
+            x = layers.max_pool(x, 2, ceil_mode=self.native, kernels=self.kernels)
         if not self.native:
             x = layers.adaptive_avg_pool(x, (7, 7))
         x = x.reshape(x.shape[0], -1)

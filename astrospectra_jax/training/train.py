@@ -33,6 +33,7 @@ from absl import logging
 from astrospectra_jax import models
 from astrospectra_jax import results as run_files
 from astrospectra_jax.data import catalogue
+from astrospectra_jax.models import kernels
 from astrospectra_jax.training import checkpointing, input_pipeline, metrics, sharding, steps
 
 
@@ -79,6 +80,9 @@ def validate(config: ml_collections.ConfigDict) -> catalogue.DatasetSpec:
                   f"but config.dataset={config.dataset!r} holds {spec.kind} data")
     check(config.model.dtype in steps.DTYPES,
           f"config.model.dtype={config.model.dtype!r} must be one of {', '.join(steps.DTYPES)}")
+    check(config.model.kernels in kernels.CHOICES,
+          f"config.model.kernels={config.model.kernels!r} must be one of "
+          f"{', '.join(kernels.CHOICES)}")
 
     check(isinstance(config.batch_size, int) and config.batch_size > 0,
           f"config.batch_size={config.batch_size!r} must be a positive integer")
@@ -423,6 +427,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             "data_source": "tfds" if splits is None else "in-memory arrays",
             "synthetic": bool(spec.synthetic),
             "model": config.model.name,
+            "kernels": kernels.resolve(config.model.kernels).name,
             "test_loss": evaluation["loss"],
             "steps": total_steps,
             "epochs": total_steps / steps_per_epoch,

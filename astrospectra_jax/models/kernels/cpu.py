@@ -1,13 +1,11 @@
-"""A drop-in ``lax.conv_general_dilated`` with paths that are faster on XLA:CPU.
+"""Kernels that are faster than XLA's own on XLA:CPU: a drop-in ``lax.conv_general_dilated``,
+a max pool, and ConvBN's training batch norm + activation (figures: benchmarks/README.md).
 
-Timings are for a batch of 128 on the 2-core CPU this project is tested on, whose caches
-(2 MB L2 per core, 32 MB L3) are fast and whose memory is not (about 6 GB/s): the paths keep
-their working sets in cache.
+XLA:CPU's convolution gradients, grouped and 1x1 convolutions and select-and-scatter are slow,
+and the CPU's memory is slow next to its caches, so these paths keep their working sets small:
 
-- Weight gradient (``weight_gradient``). XLA:CPU's own took 214 ms for a 3x3, 64->64
-  convolution on 28x28 maps, against 42 ms for the forward pass; summed over slices of the
-  batch, an earlier version, 81 ms; as per-chunk products of the transposed output gradient
-  with explicit patches, 36 ms (``_conv``).
+- Weight gradient: per batch chunk, the transposed output gradient times explicit patches
+  (``weight_gradient``).
 - Stride-1 3x3 convolutions on maps of 14x14 and up, in training: Winograd's F(2x2, 3x3) for
   the forward pass and the input gradient (``_winograd_conv``); otherwise XLA's own.
 - 1x1 convolutions: a matrix product over channels (``_pointwise_conv``).
@@ -18,22 +16,27 @@ their working sets in cache.
   (``_col2im_input_gradient``).
 - Depthwise convolutions: a sum of shifted, scaled inputs with its own gradient
   (``_depthwise_conv``).
+- Max pool: XLA's forward, the gradient of a running maximum over the window (``max_pool``).
+- Training batch norm + activation with a gradient that stores only its input
+  (``batch_norm_activation``).
 
-Other backends (GPU, TPU) and other convolutions (dilation, batch grouping, grouped but not
-depthwise, non-channels-last layouts) go to ``lax.conv_general_dilated`` unchanged.
+Other convolutions (dilation, batch grouping, grouped but not depthwise, non-channels-last
+layouts) go to ``lax.conv_general_dilated`` unchanged. Every path is correct on any backend;
+``kernels.resolve("auto")`` picks them on CPU only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
-import os
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 from jax import lax
+
+from astrospectra_jax.models.kernels import xla
 
 
 # Bytes of explicit patches per batch chunk of the weight gradient (weight_gradient): a few
@@ -56,33 +59,6 @@ _CHUNK_BYTES = 512 * 1024
 _MAX_UNROLLED_CHUNKS = 8
 
 
-_xla_reference_depth = 0
-
-
-def cpu_fast_paths() -> bool:
-    """Whether this module's CPU paths (and those of ``layers.max_pool`` and ``ConvBN``'s
-    training batch norm) are used: on the CPU backend, unless ``ASTROSPECTRA_CPU_FAST_PATHS=0``
-    (to measure XLA's own against them) or while tracing inside ``xla_reference_paths()``."""
-    return (jax.default_backend() == "cpu" and _xla_reference_depth == 0
-            and os.environ.get("ASTROSPECTRA_CPU_FAST_PATHS", "1") != "0")
-
-
-@contextlib.contextmanager
-def xla_reference_paths():
-    """Trace models with XLA's own convolutions and pooling inside this block.
-
-    For FLOP counts: XLA's cost analysis counts a loop's body once, and the CPU weight
-    gradients loop over chunks of the batch. Only tracing is affected; a function already
-    traced (jit's cache) keeps its paths.
-    """
-    global _xla_reference_depth
-    _xla_reference_depth += 1
-    try:
-        yield
-    finally:
-        _xla_reference_depth -= 1
-
-
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None,
@@ -91,8 +67,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     spatial = lhs.ndim - 2
     if isinstance(padding, str):
         padding = lax.padtype_to_pads(lhs.shape[1:-1], rhs.shape[:-2], window_strides, padding)
-    simple = (cpu_fast_paths()
-              and _is_channels_last(dimension_numbers, lhs.ndim)
+    simple = (_is_channels_last(dimension_numbers, lhs.ndim)
               and all(d == 1 for d in (lhs_dilation or (1,) * spatial))
               and all(d == 1 for d in (rhs_dilation or (1,) * spatial))
               and batch_group_count == 1
@@ -586,3 +561,106 @@ def weight_gradient(x, g, w_shape, strides, padding, precision=None):
     total, _ = lax.scan(accumulate, jnp.zeros((c_out, patch), jnp.float32),
                         (_in_chunks(x, size), _in_chunks(g, size)))
     return total.T.reshape(w_shape)
+
+
+# ----------------------------------------------------------------------------- max pool
+
+def max_pool(x, window: int, stride: int, pads):
+    """XLA's max pool forward (``reduce_window``, which fuses better than a running maximum),
+    with the gradient of a running maximum over the window's strided slices: XLA:CPU's
+    select-and-scatter is many times slower. Ties go to the window's first element either way.
+    """
+    return _max_pool(x, window, stride, pads)
+
+
+def _running_max_pool(x, window, stride, pads):
+    nd = x.ndim - 2
+    padded = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
+    out_sizes = [(n - window) // stride + 1 for n in padded.shape[1:-1]]
+    best = None
+    for offset in itertools.product(range(window), repeat=nd):
+        limit = (padded.shape[0], *(o + stride * (n - 1) + 1 for o, n in zip(offset, out_sizes)),
+                 padded.shape[-1])
+        tap = lax.slice(padded, (0, *offset, 0), limit, (1, *(stride,) * nd, 1))
+        best = tap if best is None else jnp.where(tap > best, tap, best)
+    return best
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool(x, window, stride, pads):
+    return xla.max_pool(x, window, stride, pads)
+
+
+def _max_pool_fwd(x, window, stride, pads):
+    return xla.max_pool(x, window, stride, pads), x
+
+
+def _max_pool_bwd(window, stride, pads, x, g):
+    _, vjp = jax.vjp(lambda x: _running_max_pool(x, window, stride, pads), x)
+    return vjp(g)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+# ----------------------------------------------------------------------------- batch norm
+
+def batch_norm_activation(bn: nnx.BatchNorm, x, activation):
+    """``activation(bn(x))``. In training mode computed as nnx.BatchNorm does (batch statistics
+    in float32, E[x^2] - E[x]^2 variance, the same running-average update), with a gradient
+    that reads x and the output gradient twice each and stores nothing but x: left to
+    autodiff, XLA:CPU stores x - mean and the normalized x too and makes more passes over
+    them, each at memory speed once past the cache. Evaluation mode is XLA's.
+    """
+    if bn.use_running_average:
+        return xla.batch_norm_activation(bn, x, activation)
+    out, mean, var = _batch_norm_activation(x, bn.scale[...], bn.bias[...], bn.epsilon,
+                                            activation)
+    bn.mean[...] = lax.stop_gradient(bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean)
+    bn.var[...] = lax.stop_gradient(bn.momentum * bn.var[...] + (1 - bn.momentum) * var)
+    return out.astype(bn.dtype or x.dtype)
+
+
+def _statistics(x):
+    axes = tuple(range(x.ndim - 1))
+    x = x.astype(jnp.float32)
+    mean = jnp.mean(x, axis=axes)
+    var = jnp.maximum(jnp.mean(x * x, axis=axes) - mean * mean, 0.0)
+    return mean, var
+
+
+def _activate(z, activation):
+    return z if activation is None else activation(z)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _batch_norm_activation(x, scale, bias, epsilon, activation):
+    """(activation((x - mean) / sqrt(var + epsilon) * scale + bias), mean, var) over all axes
+    but the last. The statistics are returned for the running averages and not differentiated.
+    """
+    return _batch_norm_activation_fwd(x, scale, bias, epsilon, activation)[0]
+
+
+def _batch_norm_activation_fwd(x, scale, bias, epsilon, activation):
+    mean, var = _statistics(x)
+    rstd = lax.rsqrt(var + epsilon)
+    z = (x.astype(jnp.float32) - mean) * (rstd * scale) + bias
+    return (_activate(z, activation), mean, var), (x, scale, bias, mean, rstd)
+
+
+def _batch_norm_activation_bwd(epsilon, activation, residuals, cotangents):
+    x, scale, bias, mean, rstd = residuals
+    g = cotangents[0].astype(jnp.float32)
+    axes = tuple(range(x.ndim - 1))
+    normalized = (x.astype(jnp.float32) - mean) * rstd
+    if activation is not None:
+        _, activation_vjp = jax.vjp(activation, normalized * scale + bias)
+        (g,) = activation_vjp(g)
+    count = math.prod(x.shape[:-1])
+    d_bias = jnp.sum(g, axis=axes)
+    d_scale = jnp.sum(g * normalized, axis=axes)
+    dx = (scale * rstd) * (g - (d_bias + normalized * d_scale) / count)
+    return dx.astype(x.dtype), d_scale.astype(scale.dtype), d_bias.astype(bias.dtype)
+
+
+_batch_norm_activation.defvjp(_batch_norm_activation_fwd, _batch_norm_activation_bwd)
