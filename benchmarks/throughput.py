@@ -14,8 +14,9 @@ tensor, /255, bilinear resize), Adam, eager mode, all CPU threads or CUDA when a
 
 After warm-up the two alternate, JAX then torch, ``--repeats`` times; each figure is the median
 over repeats, so a load spike on a shared machine hits both sides alike. Achieved FLOP/s come
-from XLA's cost analysis of the lowered step traced with XLA's own convolutions (its FLOPs per
-step / median step time; the CPU paths' loops would be counted once) and are set against the device's peak where it is known (``PEAK_FLOPS``). Training data are random images
+from XLA's cost analysis of the lowered step of the model built with XLA's kernels (its FLOPs
+per step / median step time; the CPU kernels' loops would be counted once) and are set against
+the device's peak where it is known (``PEAK_FLOPS``). Training data are random images
 (throughput does not depend on pixel values) unless ``--dataset`` names a TFDS dataset.
 """
 
@@ -147,9 +148,9 @@ def jax_runner(config, features: np.ndarray, labels: np.ndarray, *, mesh=None,
                                               FOREVER).compile()
     eval_step = steps["eval_batch"].lower(state, *test, np.int32(0)).compile()
     compile_s = time.perf_counter() - began
-    train_flops, eval_flops = reference_flops(config, spec, graphdef, tx, mesh,
-                                              steps_per_epoch, len(labels), chunk, state,
-                                              train_data, permutations(0), test)
+    train_flops, eval_flops = reference_flops(config, spec, tx, mesh, steps_per_epoch,
+                                              len(labels), chunk, state, train_data,
+                                              permutations(0), test)
     holder = {"state": state, "step": 0}
 
     def run_train(n: int) -> None:
@@ -170,19 +171,26 @@ def jax_runner(config, features: np.ndarray, labels: np.ndarray, *, mesh=None,
                   eval_flops, params, compile_s)
 
 
-def reference_flops(config, spec, graphdef, tx, mesh, steps_per_epoch, num_examples, chunk,
-                    state, train_data, permutation, test) -> tuple[float | None, float | None]:
+def reference_flops(config, spec, tx, mesh, steps_per_epoch, num_examples, chunk, state,
+                    train_data, permutation, test) -> tuple[float | None, float | None]:
     """FLOPs of one training chunk and one evaluation step, from XLA's cost analysis of the
-    same steps traced with XLA's own convolutions (``conv.xla_reference_paths``): the CPU
-    weight gradients loop over batch chunks, and a loop's body would be counted once."""
-    from astrospectra_jax.models import conv
+    same steps with the model built with XLA's kernels: the CPU kernels loop over batch
+    chunks, and a loop's body would be counted once."""
+    from flax import nnx
 
-    with conv.xla_reference_paths():  # fresh jitted steps: traced anew, with XLA's paths
-        steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch,
-                                 num_examples, chunk)
-        train_lowered = steps["device_chunk"].lower(state, *train_data, permutation, FOREVER)
-        eval_lowered = steps["eval_batch"].lower(state, *test, np.int32(0))
+    config = with_kernels(config, "xla")
+    graphdef = nnx.graphdef(nnx_abstract_model(config, spec))  # the state fits either kernels
+    steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch,
+                                      num_examples, chunk)
+    train_lowered = steps["device_chunk"].lower(state, *train_data, permutation, FOREVER)
+    eval_lowered = steps["eval_batch"].lower(state, *test, np.int32(0))
     return cost_flops(train_lowered), cost_flops(eval_lowered)
+
+
+def with_kernels(config, kernels: str):
+    config = config.copy_and_resolve_references()
+    config.model.kernels = kernels
+    return config
 
 
 def nnx_abstract_model(config, spec):
@@ -190,6 +198,7 @@ def nnx_abstract_model(config, spec):
 
     return nnx.eval_shape(lambda: models.create(
         config.model.name, num_classes=spec.num_classes, input_size=config.model.input_size,
+        kernels=config.model.kernels, dtype=training_steps.DTYPES[config.model.dtype],
         rngs=nnx.Rngs(0)))
 
 
@@ -270,13 +279,8 @@ def measure(name: str, size: int, args) -> dict:
         features, labels = random_split(spec, max(args.num_examples, 2 * batch_size))
     runners = {"jax": jax_runner(config, features, labels)}
     if args.xla_reference and jax.default_backend() == "cpu":
-        # The same step compiled without the project's CPU paths (models/conv.py): XLA's own
-        # convolution gradients and max pool. The switch is read while tracing.
-        os.environ["ASTROSPECTRA_CPU_FAST_PATHS"] = "0"
-        try:
-            runners["xla"] = jax_runner(config, features, labels)
-        finally:
-            del os.environ["ASTROSPECTRA_CPU_FAST_PATHS"]
+        # The same step with XLA's kernels instead of the CPU ones (models/kernels).
+        runners["xla"] = jax_runner(with_kernels(config, "xla"), features, labels)
     if not args.no_torch:
         runners["torch"] = torch_runner(name, size, batch_size, args.dtype, features, labels,
                                         spec.num_classes)
@@ -302,7 +306,7 @@ def measure(name: str, size: int, args) -> dict:
     kind = jax.devices()[0].device_kind
     peak = peak_flops(kind, args.dtype)
     row = {"model": name, "input_size": size, "batch_size": batch_size, "dtype": args.dtype,
-           "steps_per_call": chunk, "steps": steps, "repeats": args.repeats,
+           "kernels": models.kernels.resolve(config.model.kernels).name, "steps_per_call": chunk, "steps": steps, "repeats": args.repeats,
            "params": runners["jax"].params, "compile_s": runners["jax"].compile_s}
     for phase in phases:
         for fw in runners:
@@ -421,8 +425,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-eval", dest="eval", action="store_false")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--xla-reference", action="store_true",
-                        help="CPU: also time the step without the project's CPU convolution "
-                             "and pooling paths (XLA's own), interleaved")
+                        help="CPU: also time the step with XLA's kernels instead of the CPU "
+                             "kernels (models/kernels), interleaved")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     return parser.parse_args(argv)
 

@@ -46,7 +46,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 1000
     config.keep_checkpoints = 3
     config.eval_every_epochs = 1  # 0: evaluate only at the end
-    config.log_every_steps = 100
+    config.log_every_steps = 100  # metrics.jsonl / TensorBoard, and clu's steps/s and ETA
+    config.profile_steps = 0  # > 0: a profiler trace (TensorBoard) of this many steps in workdir
     # After training, also evaluate on these ("name1,name2": registered datasets of the same
     # classes, or folders of converted / FITS data); results.json gets a section for each.
     config.eval_datasets = ""

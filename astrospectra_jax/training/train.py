@@ -14,8 +14,8 @@ that is killed and restarted with the same command ends with bit-identical param
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import re
 import signal
@@ -95,7 +95,7 @@ def validate(config: ml_collections.ConfigDict) -> catalogue.DatasetSpec:
         value = config[field]
         check(isinstance(value, int) and value > 0,
               f"config.{field}={value!r} must be a positive integer")
-    for field in ("eval_every_epochs", "max_steps", "seed", "steps_per_call"):
+    for field in ("eval_every_epochs", "max_steps", "profile_steps", "seed", "steps_per_call"):
         value = config[field]
         check(isinstance(value, int) and value >= 0,
               f"config.{field}={value!r} must be a non-negative integer")
@@ -323,12 +323,26 @@ class _Preemption:
         return flag
 
 
-def _format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+def _periodic_actions(config, workdir: Path, total_steps: int, first_chunk_end: int,
+                      lead: bool):
+    """clu's progress report (steps/s, percent done and ETA in the log, every
+    ``log_every_steps``) and, with ``config.profile_steps``, a profiler trace in ``workdir`` of
+    that many steps from the end of the first (warm-up) chunk. None for each where clu cannot
+    be imported: its periodic_actions imports TensorFlow, which accelerator images may lack."""
+    try:
+        from clu import periodic_actions
+    except ImportError as error:
+        logging.warning("No progress report or profiling: clu.periodic_actions needs %s",
+                        error.name or error)
+        return None, None
+    progress = periodic_actions.ReportProgress(
+        num_train_steps=total_steps, every_steps=config.log_every_steps, every_secs=None)
+    profile = None
+    if config.profile_steps and lead:
+        profile = periodic_actions.Profile(
+            logdir=workdir, num_profile_steps=config.profile_steps, profile_duration_ms=None,
+            first_profile=first_chunk_end, every_steps=None, every_secs=None)
+    return progress, profile
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -400,10 +414,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         logging.info("Compiled the training chunk (%d steps/call) in %.1f s", chunk,
                      compile_seconds)
 
+        first_chunk_end = min(total_steps, (start_step // chunk + 1) * chunk)
+        actions = _periodic_actions(config, workdir, total_steps, first_chunk_end, lead)
         with _Preemption() as preemption:
             outcome = _train_loop(config, state, call_chunk, eval_fn, data, manager, log,
                                   preemption, schedule, start_step, total_steps, steps_per_epoch,
-                                  chunk)
+                                  chunk, actions)
         if outcome["preempted"]:
             checkpointing.finish(manager, outcome["step"])
             logging.warning("SIGTERM: saved a checkpoint at step %d in %s and stopped; rerun the "
@@ -466,8 +482,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preemption, schedule,
-                start_step: int, total_steps: int, steps_per_epoch: int, chunk: int
-                ) -> dict[str, Any]:
+                start_step: int, total_steps: int, steps_per_epoch: int, chunk: int,
+                periodic_actions) -> dict[str, Any]:
     """Dispatch chunks until ``total_steps``; metrics are read one chunk late so the devices
     never wait for Python, except before checkpoints and evaluations, which must know that
     every step so far was finite."""
@@ -478,6 +494,9 @@ def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preempti
     last_saved = start_step if manager.latest_step() == start_step else None
     excluded = 0.0  # seconds of evaluation and checkpointing inside the timed span
     timing = None  # (time, step) after the first chunk: throughput excludes the warm-up call
+    progress, profile = periodic_actions
+    if progress is not None:
+        progress(start_step)  # clu's actions are then called once per finished step
 
     def read(keep_last: bool):
         while len(pending) > int(keep_last):
@@ -496,11 +515,13 @@ def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preempti
             window["loss"].extend(loss.tolist())
             window["accuracy"].extend(accuracy.tolist())
             done = first + n
+            if progress is not None:
+                for finished in range(first + 1, done + 1):
+                    progress(finished)
             log_every = config.log_every_steps
             if done // log_every > first // log_every or done == total_steps:
                 now = time.time()
                 rate = (done - window["step"]) * batch_size / max(now - window["time"], 1e-9)
-                eta = (total_steps - done) * batch_size / rate if rate else float("inf")
                 values = {"epoch": done / steps_per_epoch,
                           "loss": float(np.mean(window["loss"])),
                           "accuracy": float(np.mean(window["accuracy"])),
@@ -508,9 +529,8 @@ def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preempti
                           "examples_per_s": rate}
                 log.write("train", done, values)
                 logging.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.4f  lr %.2e  "
-                             "%.0f examples/s  ETA %s", done, total_steps, values["epoch"],
-                             values["loss"], values["accuracy"],
-                             values["learning_rate"], rate, _format_eta(eta))
+                             "%.0f examples/s", done, total_steps, values["epoch"],
+                             values["loss"], values["accuracy"], values["learning_rate"], rate)
                 window.update(loss=[], accuracy=[], time=now, step=done)
 
     step = start_step
@@ -526,6 +546,8 @@ def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preempti
             timing = (time.time(), step)
         else:
             read(keep_last=True)
+        if profile is not None:
+            profile(step)  # starts the trace after the first chunk, stops it profile_steps on
 
         preempted = preemption.agreed()
         checkpoint_due = previous // every != step // every or step == total_steps or preempted
@@ -551,6 +573,9 @@ def _train_loop(config, state, call_chunk, eval_fn, data, manager, log, preempti
 
     read(keep_last=False)
     jax.block_until_ready(state)
+    if profile is not None:
+        with contextlib.suppress(RuntimeError):  # the run ended before profile_steps did
+            jax.profiler.stop_trace()
     examples_per_s = None
     if timing is not None and step > timing[1]:
         examples_per_s = (step - timing[1]) * batch_size / max(
