@@ -5,10 +5,9 @@
 Offline, on simulated spectra (labelled synthetic in every result file): add
 --config.dataset=line_astro_spectra/v2_synthetic.
 
-Measured on 2026-12-02: one epoch of this configuration (`--config.num_epochs=1`) on
-v2_synthetic, at commit 5a409d4, took 67 s on a 2-core CPU including the compile (~950 training
-examples/s, 331 steps); test accuracy 0.887 on simulated spectra. The configuration as written
-(30 epochs) has not been timed.
+Measured on 2026-12-02: one epoch of this configuration (`--config.num_epochs=1`) on v2_synthetic
+took 67 s on a 2-core CPU including the compile (~950 training examples/s, 331 steps); test
+accuracy 0.887 on simulated spectra. The configuration as written (30 epochs) has not been timed.
 """
 
 from configs.base import get_base_config

@@ -7,11 +7,11 @@ Offline, on simulated spectra (labelled synthetic in every result file): add
 --config.dataset=astrospectra_mnist/v1_synthetic.
 A lower learning rate (1e-4) than the others: these nets have no batch norm.
 
-Measured in the synthetic suite of 2026-12-01 (README, Reproduction suite): one epoch of its
-native 28x28 variant (`--config.model.input_size=28 --config.num_epochs=1`) on v1_synthetic, at
-commit 0099d84, took 6 min 27 s on a 2-core CPU with the classical grid sharing the cores (23
-training examples/s); test accuracy 0.820 on simulated spectra. The configuration as written
-(224x224, 15 epochs) has not been timed.
+Measured in the synthetic suite of 2026-12-01 (history: benchmarks/README.md): one epoch of its
+native 28x28 variant (`--config.model.input_size=28 --config.num_epochs=1`) on v1_synthetic took 6
+min 27 s on a 2-core CPU with the classical grid sharing the cores (23 training examples/s); test
+accuracy 0.820 on simulated spectra. The configuration as written (224x224, 15 epochs) has not been
+timed.
 """
 
 from configs.base import get_base_config

@@ -5,10 +5,10 @@
 Offline, on simulated spectra (labelled synthetic in every result file): add
 --config.dataset=astrospectra_mnist/v1_synthetic.
 
-Measured in the synthetic suite of 2026-12-01 (README, Reproduction suite): one epoch of this
-configuration (`--config.num_epochs=1`) on v1_synthetic, at commit 0099d84, took 11 s on a
-2-core CPU with the classical grid sharing the cores (5626 training examples/s); test accuracy
-0.827 on simulated spectra. The configuration as written (28x28, 20 epochs) has not been timed.
+Measured in the synthetic suite of 2026-12-01 (history: benchmarks/README.md): one epoch of this
+configuration (`--config.num_epochs=1`) on v1_synthetic took 11 s on a 2-core CPU with the
+classical grid sharing the cores (5626 training examples/s); test accuracy 0.827 on simulated
+spectra. The configuration as written (28x28, 20 epochs) has not been timed.
 """
 
 from configs.base import get_base_config

@@ -6,14 +6,13 @@ device (bilinear), as in the paper.
 Offline, on simulated spectra (labelled synthetic in every result file): add
 --config.dataset=astrospectra_mnist/v1_synthetic.
 
-Measured in the synthetic suite of 2026-12-01 (README, Reproduction suite): one epoch of its
-native 28x28 variant (`--config.model.input_size=28 --config.num_epochs=1`) on v1_synthetic, at
-commit e7604c5, took 16 min 7 s on a 2-core CPU with the classical grid sharing the cores (9
-training examples/s); test accuracy 0.336 on simulated spectra. The configuration as written
-(224x224, 15 epochs) has not been timed. That run predates the CPU path for depthwise
-convolutions (b88ff46); the v2 epoch ran at 37 training examples/s. After 62 steps the
-batch-norm running variances still carry their initial value (README), hence the near-chance
-test accuracy.
+Measured in the synthetic suite of 2026-12-01 (history: benchmarks/README.md): one epoch of its
+native 28x28 variant (`--config.model.input_size=28 --config.num_epochs=1`) on v1_synthetic took
+16 min 7 s on a 2-core CPU with the classical grid sharing the cores (9 training examples/s); test
+accuracy 0.336 on simulated spectra. The configuration as written (224x224, 15 epochs) has not been
+timed. That run predates the CPU path for depthwise convolutions; the v2 epoch ran at 37 training
+examples/s. After 62 steps the batch-norm running variances still carry their initial value
+(README), hence the near-chance test accuracy.
 """
 
 from configs.base import get_base_config

@@ -7,12 +7,12 @@ Offline, on simulated spectra (labelled synthetic in every result file): add
 --config.dataset=astrospectra_mnist/v1_synthetic.
 A lower learning rate (1e-4) than the others: these nets have no batch norm.
 
-Measured in the synthetic suite of 2026-12-01 (README, Reproduction suite): one epoch of its
-native 28x28 variant (`--config.model.input_size=28 --config.num_epochs=1`) on v1_synthetic, at
-commit 0099d84, took 18 min 23 s on a 2-core CPU with the classical grid sharing the cores (8
-training examples/s); test accuracy 0.833 on simulated spectra. The configuration as written
-(224x224, 15 epochs) has not been timed. That run predates the CPU path for small output maps
-(e7604c5); the v2 epoch ran at 65 training examples/s.
+Measured in the synthetic suite of 2026-12-01 (history: benchmarks/README.md): one epoch of its
+native 28x28 variant (`--config.model.input_size=28 --config.num_epochs=1`) on v1_synthetic took
+18 min 23 s on a 2-core CPU with the classical grid sharing the cores (8 training examples/s); test
+accuracy 0.833 on simulated spectra. The configuration as written (224x224, 15 epochs) has not been
+timed. That run predates the CPU path for small output maps; the v2 epoch ran at 65 training
+examples/s.
 """
 
 from configs.base import get_base_config

@@ -6,10 +6,10 @@ device (bilinear), as in the paper.
 Offline, on simulated spectra (labelled synthetic in every result file): add
 --config.dataset=astrospectra_mnist/v2_synthetic.
 
-Measured in the synthetic suite of 2026-12-01 (README, Reproduction suite): one epoch of its
-native 28x28 variant (`--config.model.input_size=28 --config.num_epochs=1`) on v2_synthetic, at
-commit 12ecda0, took 66 min 17 s on a 2-core CPU (11 training examples/s); test accuracy 0.887
-on simulated spectra. The configuration as written (224x224, 15 epochs) has not been timed.
+Measured in the synthetic suite of 2026-12-01 (history: benchmarks/README.md): one epoch of its
+native 28x28 variant (`--config.model.input_size=28 --config.num_epochs=1`) on v2_synthetic took
+66 min 17 s on a 2-core CPU (11 training examples/s); test accuracy 0.887 on simulated spectra. The
+configuration as written (224x224, 15 epochs) has not been timed.
 """
 
 from configs.base import get_base_config

@@ -5,10 +5,10 @@
 Offline, on simulated spectra (labelled synthetic in every result file): add
 --config.dataset=astrospectra_mnist/v2_synthetic.
 
-Measured in the synthetic suite of 2026-12-01 (README, Reproduction suite): one epoch of this
-configuration (`--config.num_epochs=1`) on v2_synthetic, at commit e7604c5, took 4 min 19 s on a
-2-core CPU (185 training examples/s); test accuracy 0.884 on simulated spectra. The
-configuration as written (28x28, 20 epochs) has not been timed.
+Measured in the synthetic suite of 2026-12-01 (history: benchmarks/README.md): one epoch of this
+configuration (`--config.num_epochs=1`) on v2_synthetic took 4 min 19 s on a 2-core CPU (185
+training examples/s); test accuracy 0.884 on simulated spectra. The configuration as written
+(28x28, 20 epochs) has not been timed.
 """
 
 from configs.base import get_base_config

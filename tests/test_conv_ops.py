@@ -64,7 +64,7 @@ def test_weight_gradient_over_batch_chunks(monkeypatch, batch, chunk_examples):
     g = jnp.asarray(rng.standard_normal((batch, 6, 6, 5), dtype=np.float32))
     w = jnp.zeros((3, 3, 3, 5))
     # Chunks of chunk_examples: 6x6 output positions times 3x3x3 patch values, float32.
-    monkeypatch.setattr(conv, "_PATCH_CHUNK_BYTES", chunk_examples * 36 * 27 * 4)
+    monkeypatch.setattr(cpu, "_PATCH_CHUNK_BYTES", chunk_examples * 36 * 27 * 4)
     strides, padding = (2, 2), ((1, 0), (1, 1))
     _, vjp = jax.vjp(lambda w: jax.lax.conv_general_dilated(
         x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")), w)
@@ -100,7 +100,7 @@ def test_depthwise_weight_gradient_over_batch_chunks(monkeypatch, chunk_examples
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.standard_normal((6, 7, 7, 8), dtype=np.float32))
     w = jnp.asarray(rng.standard_normal((3, 3, 1, 8), dtype=np.float32))
-    monkeypatch.setattr(conv, "_CHUNK_BYTES", chunk_examples * 7 * 7 * 8 * 4)
+    monkeypatch.setattr(cpu, "_CHUNK_BYTES", chunk_examples * 7 * 7 * 8 * 4)
     dn = ("NHWC", "HWIO", "NHWC")
     args = ((2, 2), ((1, 1), (1, 1)), 8, dn)
     expected = _grads(jax.lax.conv_general_dilated, x, w, *args)
@@ -146,3 +146,12 @@ def test_training_batch_norm_matches_nnx(activation):
     for got, expected in zip(jax.tree.leaves(fast), jax.tree.leaves(reference)):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * float(
             jnp.abs(expected).max()))
+
+
+def test_resolve_picks_the_cpu_kernels_on_the_cpu_backend_only():
+    assert kernels.resolve("xla") is kernels.XLA and kernels.resolve("cpu") is kernels.CPU
+    on_cpu = jax.default_backend() == "cpu"
+    assert kernels.resolve("auto") is (kernels.CPU if on_cpu else kernels.XLA)
+    assert kernels.resolve(kernels.XLA) is kernels.XLA
+    with pytest.raises(ValueError, match="'fast'.*auto, xla, cpu"):
+        kernels.resolve("fast")

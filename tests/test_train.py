@@ -149,6 +149,12 @@ def test_invalid_config_is_refused_naming_the_field(data_dir, tmp_path, field, v
     assert not (tmp_path / "checkpoints").exists()  # refused before anything was set up
 
 
+def test_profile_steps_writes_a_profiler_trace(data_dir, tmp_path):
+    train.train_and_evaluate(tiny_config(data_dir, profile_steps=4, eval_every_epochs=0),
+                             str(tmp_path))
+    assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))
+
+
 def test_line_dataset_needs_a_line_model(data_dir, tmp_path):
     config = tiny_config(data_dir, dataset="line_astro_spectra/v2_synthetic_mini")
     with pytest.raises(train.ConfigError, match="'lenet' is an image model but "

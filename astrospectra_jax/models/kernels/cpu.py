@@ -111,8 +111,7 @@ def _map_chunks(fn, x, size, unroll: bool):
 
     With ``unroll``, up to ``_MAX_UNROLLED_CHUNKS`` chunks are written out as separate
     operations: a ``lax.scan``'s stacked output is zero-filled before the loop writes it, one
-    more pass over memory (SimpleCNN1's and LeNet's evaluation +16% and +22% unrolled). In
-    training the loop was as fast or faster (LeNet: 17.6k against 13.2k examples/s).
+    more pass over memory. In training the loop was as fast or faster.
     """
     if unroll and x.shape[0] // size <= _MAX_UNROLLED_CHUNKS:
         return jnp.concatenate([fn(x[i:i + size]) for i in range(0, x.shape[0], size)])
@@ -145,8 +144,7 @@ def _tap_slices(x, taps, strides, padding):
 def _pointwise_conv(x, w, strides, precision):
     """A 1x1 convolution as a matrix product over channels (after the stride's subsampling).
 
-    XLA:CPU's convolution is slow for these: MobileNetV2's 144 -> 24 projection on a batch of
-    128 28x28 maps took 39 ms forward and 147 ms with its gradients, as a product 6 and 17 ms.
+    XLA:CPU's convolution is slow for these (MobileNetV2's projections).
     """
     if any(s > 1 for s in strides):
         x = lax.slice(x, (0,) * x.ndim, x.shape, (1, *strides, 1))
@@ -159,8 +157,7 @@ def _channel_matmul(x, w, precision):
     flattened input's transpose with the flattened output gradient.
 
     Left to autodiff, XLA:CPU transposes the whole output gradient in memory first and then
-    takes a slower product: the gradients of a 24 -> 144 1x1 convolution on a batch of 128
-    28x28 maps took 244 ms that way, 102 ms this way.
+    takes a slower product.
     """
     return jnp.einsum("...c,co->...o", x, w, precision=precision)
 
@@ -186,10 +183,7 @@ def _depthwise_conv(x, w, strides, padding):
     with a gradient that keeps only x and w: autodiff of the sum would store every tap's
     shifted copy of x, nine full-size arrays for a 3x3 filter.
 
-    XLA:CPU's grouped convolution is slow here: MobileNetV2's 3x3 depthwise layer on a batch of
-    128 28x28x144 maps took 384 ms forward and 1.7 s with its gradients; this way 49 ms, and
-    with its gradients 254 ms by autodiff of the sum, 168 ms by this rule (on 14x14x192 maps:
-    121 and 50 ms).
+    XLA:CPU's grouped convolution is many times slower.
     """
     return _depthwise_taps_conv(x, w, strides, padding)
 
@@ -219,8 +213,7 @@ def _depthwise_weight_gradient(x, g, taps, strides, padding):
     """Per tap and channel, the product of the tap's window of x with g, summed over batch and
     space: a loop over chunks of the batch of about ``_CHUNK_BYTES`` of x each.
 
-    Over the whole batch at once XLA:CPU writes out every window before reducing it: 62 ms for
-    MobileNetV2's 3x3 layer on 128 14x14x192 maps, against 11 ms over chunks of 4 examples that
+    Over the whole batch at once XLA:CPU writes out every window before reducing it; chunks
     stay in cache.
     """
     batch, channels = x.shape[0], x.shape[-1]
@@ -257,10 +250,8 @@ def _valid_taps_conv(x, w, strides, padding, precision):
     puts that tap inside the input, summed: on small maps much of an im2col product multiplies
     padding (a 3x3 kernel with padding 1 on a 4x4 map: 44 of 144 tap positions; on 1x1, 8 of 9).
 
-    On a batch of 128, 3x3 convolutions took (XLA:CPU / explicit patches / this way) 40 / 55 /
-    23 ms on 4x4x512 maps, 27 / 32 / 11 ms on 3x3x512, 904 / 7.4 / 4.1 ms on 2x2x512. Over
-    chunks of the batch (``_PATCH_CHUNK_BYTES`` of output each) so the per-tap products stay in
-    cache: on 7x7x256 maps 43 ms over the whole batch, 22 ms in chunks.
+    Over chunks of the batch (``_PATCH_CHUNK_BYTES`` of output each) so the per-tap products
+    stay in cache.
     """
     return _valid_taps_forward(x, w, strides, padding, precision, unroll=True)
 
@@ -356,11 +347,9 @@ def _single_channel_conv(x, w, strides, padding, precision):
     """A convolution of single-channel input (a stem) as a sum over taps of the tap's shifted
     input times its row of weights, one elementwise loop that XLA fuses with what follows.
 
-    XLA:CPU's convolution does poorly with one input channel: LeNet's 5x5, 1->6 stem on a
-    batch of 128 28x28 images took 3.7 ms there, 0.4 ms this way. The sum runs over batch chunks
-    (``_map_chunks``): over the whole batch at once, XLA:CPU fused it with the following tanh
-    and pooling into a YNNPACK fusion that materialized every tap, 4.5 ms against 1.0 ms for
-    the three in 8 unrolled chunks (1.1 ms in a loop of 8).
+    XLA:CPU's convolution does poorly with one input channel. The sum runs over batch chunks
+    (``_map_chunks``): over the whole batch at once, XLA:CPU fused it with the following
+    activation and pooling into a fusion that materialized every tap.
     """
     return _single_channel_taps_conv(x, w, strides, padding, unroll=True)
 
@@ -391,8 +380,7 @@ def _col2im_input_gradient(g, w, x_shape, strides, padding, precision):
     """dL/dx of a channels-last convolution as the output gradient's patches (g times the
     transposed kernel) added back at each tap's offset (col2im).
 
-    For few input channels the patches are small: LeNet's 5x5, 6->16 convolution on 128 14x14
-    maps took 3.3 ms with XLA:CPU's input gradient and 1.4 ms this way.
+    For few input channels the patches are small.
     """
     taps, c_in = w.shape[:-2], w.shape[-2]
     patches = jnp.einsum("...o,tco->...tc", g, w.reshape(-1, c_in, w.shape[-1]),
@@ -449,7 +437,7 @@ def _forward_conv(x, w, strides, padding, precision):
 
 def _conv_fwd(x, w, strides, padding, precision):
     # Differentiated (training): the input is stored for the backward pass anyway, and
-    # Winograd's forward gained SimpleCNN2 11-12% in training steps.
+    # Winograd's forward pays off here.
     return _forward_conv(x, w, strides, padding, precision), (x, w)
 
 
@@ -498,8 +486,8 @@ def _winograd_conv(x, w, precision):
     """A stride-1 3x3 convolution with padding 1 as Winograd's F(2x2, 3x3), over chunks of the
     batch of about ``_CHUNK_WINOGRAD_BYTES`` of transformed input each.
 
-    Each 2x2 output tile takes 16 channel products instead of 36; for a 64->64 convolution on
-    128 28x28 maps 23-25 ms against XLA:CPU's 37-48 ms. Relative error ~1e-6 in float32.
+    Each 2x2 output tile takes 16 channel products instead of 36. Relative error ~1e-6 in
+    float32.
     """
     batch, height, width, c_in = x.shape
     c_out = w.shape[-1]
@@ -548,7 +536,7 @@ def weight_gradient(x, g, w_shape, strides, padding, precision=None):
     batch, patch = x.shape[0], math.prod(w_shape[:-1])
     row_bytes = math.prod(g.shape[1:-1]) * patch * x.dtype.itemsize
     # At least as many bytes of patches per chunk as the float32 gradient that each chunk
-    # adds to: for a 3x3, 512->512 convolution on 4x4 maps 32 examples (39 ms) beat 8 (45 ms).
+    # adds to: fewer accumulations for wide layers.
     size = _chunk_size(batch, max(_PATCH_CHUNK_BYTES, patch * c_out * 4), row_bytes)
 
     def accumulate(total, chunk):
