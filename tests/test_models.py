@@ -206,8 +206,9 @@ def test_convolutions_compute_in_bfloat16(name):
     graphdef, state = nnx.split(model)
     x = jax.ShapeDtypeStruct(batch(name, size, 2)[0].shape, jnp.float32)
     jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, x).jaxpr
-    # On CPU some convolutions are matrix products, some inside loops (models/kernels/cpu.py): every
-    # product's operands must be bfloat16 (accumulating in float32 is allowed).
+    # With the CPU kernels some convolutions are matrix products, some inside loops
+    # (models/kernels/cpu.py): every product's operands must be bfloat16 (accumulating in
+    # float32 is allowed).
     operand_dtypes = [[v.aval.dtype for v in eqn.invars]
                       for eqn in _equations(jaxpr)
                       if eqn.primitive.name in ("conv_general_dilated", "dot_general")]
