@@ -306,7 +306,8 @@ def measure(name: str, size: int, args) -> dict:
     kind = jax.devices()[0].device_kind
     peak = peak_flops(kind, args.dtype)
     row = {"model": name, "input_size": size, "batch_size": batch_size, "dtype": args.dtype,
-           "kernels": models.kernels.resolve(config.model.kernels).name, "steps_per_call": chunk, "steps": steps, "repeats": args.repeats,
+           "kernels": models.kernels.resolve(config.model.kernels).name,
+           "steps_per_call": chunk, "steps": steps, "repeats": args.repeats,
            "params": runners["jax"].params, "compile_s": runners["jax"].compile_s}
     for phase in phases:
         for fw in runners:

@@ -7,8 +7,9 @@
 Image models take (B, S, S, 1) with S = input_size, the line model (B, 721) or (B, 721, 1);
 all return float32 logits (B, num_classes). ``dtype`` is the compute dtype (e.g. bfloat16),
 ``param_dtype`` the storage dtype of the parameters. ``kernels`` (models/kernels) chooses the
-convolution, max pool and training batch norm: XLA's own, or those faster on XLA:CPU. ``python -m astrospectra_jax.models``
-prints every model's input shape, parameter count and forward GFLOPs.
+convolution, max pool and training batch norm: XLA's own, or those faster on XLA:CPU.
+``python -m astrospectra_jax.models`` prints every model's input shape, parameter count and
+forward GFLOPs.
 """
 
 from __future__ import annotations
