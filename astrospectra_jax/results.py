@@ -49,6 +49,7 @@ class DeepResults(TypedDict, total=False):
     data_source: str  # "tfds", or "in-memory arrays" (train_and_evaluate(splits=...))
     synthetic: bool  # simulated spectra
     model: str  # registry name, e.g. "resnet18"
+    kernels: str  # "xla" or "cpu": the model's operations (config model.kernels, resolved)
     accuracy: float  # test accuracy
     test_loss: float
     macro_f1: float

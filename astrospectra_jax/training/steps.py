@@ -62,7 +62,8 @@ def _build_model(config: ml_collections.ConfigDict, spec: catalogue.DatasetSpec)
     rngs = nnx.Rngs(params=jax.random.fold_in(key, _PARAMS_STREAM),
                     dropout=jax.random.fold_in(key, _DROPOUT_STREAM))
     return models.create(config.model.name, num_classes=spec.num_classes,
-                         input_size=config.model.input_size, kernels=config.model.kernels,
+                         input_size=config.model.input_size,
+                         kernels=config.model.get("kernels", "auto"),  # older configs lack it
                          dtype=DTYPES[config.model.dtype], param_dtype=jnp.float32, rngs=rngs)
 
 
