@@ -257,8 +257,12 @@ STELLAR_FEATURES = (
              _f(3, 2.8, 2.0, 1.2, 0.6, 0.3, 0.12, 0.05, 0, 0, 0, 0, 0, 0), metal=0.3, giant=0.4),
     _Feature("mg2_uv", ((2795.53, 1.0), (2802.71, 0.9), (2852.13, 0.6)), "lorentz", 3.0,
              _f(15, 15, 14, 12, 10, 8, 6, 5, 4.5, 4, 3.5, 3, 2, 1), metal=0.3),
+    # TiO5 index (7128-7137 A over 7044-7048 A) of the real stars, K7 / M0 / M1 / M2: 0.93 /
+    # 0.83 / 0.66 / 0.55 (Reid et al. 1995: M0 0.81, M2 0.60). Simulated dwarfs at 4050 /
+    # 3850 / 3650 / 3475 K: 0.83 / 0.75 / 0.66 / 0.60 with the earlier table (too deep at K7-M0,
+    # and real M0 stars were called GALAXY), 0.89 / 0.80 / 0.69 / 0.62 with this one.
     _Feature("tio", _TIO, "band_red", 120.0,
-             _f(1.6, 0.9, 0.35, 0.06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), metal=0.3),
+             _f(1.6, 0.85, 0.2, 0.03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), metal=0.3),
     _Feature("cah", ((6382.0, 0.7), (6750.0, 1.0)), "band_red", 80.0,
              _f(0.5, 0.2, 0.03, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), giant=0.1),
 )
