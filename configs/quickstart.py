@@ -7,7 +7,7 @@ Builds astrospectra_mnist/v1_synthetic on first use (simulated STAR / GALAXY / Q
 SimpleCNN1 at 28x28 for 3 epochs, evaluates after each epoch, checkpoints, and writes
 results.json, metrics.jsonl, TensorBoard events and confusion_matrix.png in the workdir.
 
-Runtime and accuracy: see the README's quick start (test accuracy 0.954, chance 0.33; the same
+Runtime and accuracy: see the README's quick start (test accuracy 0.947, chance 0.33; the same
 bit for bit on every rerun on one machine, not necessarily across machines).
 """
 
