@@ -11,7 +11,6 @@ a size-limited tmpfs (root); without one that case is reported as skipped.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil

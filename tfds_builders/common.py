@@ -13,6 +13,17 @@ from etils import epath
 
 from astrospectra_jax.data import catalogue, tasks
 
+# Both builders make their synthetic configs from the same simulator: one version for both.
+VERSION = tfds.core.Version("1.2.0")
+RELEASE_NOTES = {
+    "1.0.0": "Initial release.",
+    "1.1.0": "Synthetic configs: new simulator content (extra quasar dust only for a "
+             "reddened minority; stronger H-alpha and Ca I 4227 in F-K stars; a deeper "
+             "blue-edge calibration droop; 40% of spectra end in exact zeros as DR8/DR10 "
+             "files do). Sizes and names unchanged. Real-data configs unchanged.",
+    "1.2.0": "Synthetic configs: TiO bands shallower in K7-M1 stars (real TiO5 indices).",
+}
+
 
 @dataclasses.dataclass(eq=False)
 class AstroSpectraConfig(tfds.core.BuilderConfig):

@@ -32,15 +32,8 @@ _CITATION = """\
 class Builder(tfds.core.GeneratorBasedBuilder):
     """AstroSpectra-MNIST images: real (Kaggle, manual download) and simulated configs."""
 
-    VERSION = tfds.core.Version("1.2.0")
-    RELEASE_NOTES = {
-        "1.0.0": "Initial release.",
-        "1.1.0": "Synthetic configs: new simulator content (extra quasar dust only for a "
-                 "reddened minority; stronger H-alpha and Ca I 4227 in F-K stars; a deeper "
-                 "blue-edge calibration droop; 40% of spectra end in exact zeros as DR8/DR10 "
-                 "files do). Sizes and names unchanged. Real-data configs unchanged.",
-        "1.2.0": "Synthetic configs: TiO bands shallower in K7-M1 stars (real TiO5 indices).",
-    }
+    VERSION = common.VERSION
+    RELEASE_NOTES = common.RELEASE_NOTES
     BUILDER_CONFIGS = common.make_configs(
         "LAMOST DR1 spectra as images, from the Kaggle download (manual)")
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
