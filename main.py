@@ -51,18 +51,22 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 LOCK_FILE = ".lock"
 _PROJECT_ROOT = str(Path(__file__).resolve().parent)
+_CLU_PROGRESS = str(Path("clu", "platform", "local.py"))  # ReportProgress logs through it
 
 
 class _ProjectLogOnly(std_logging.Filter):
-    """INFO lines from this project only: Orbax's step-by-step saves, TFDS's dataset plumbing,
-    JAX's "Unable to initialize backend 'tpu'" and clu's copy of every metric line (printed by
-    train.py already) are dropped; everyone's warnings and errors are kept."""
+    """INFO lines from this project and clu's progress report (steps/s, ETA) only: Orbax's
+    step-by-step saves, TFDS's dataset plumbing, JAX's "Unable to initialize backend 'tpu'" and
+    clu's copy of every metric line (printed by train.py already) are dropped; everyone's
+    warnings and errors are kept."""
 
     def filter(self, record: std_logging.LogRecord) -> bool:
         if "/orbax/" in record.pathname and record.exc_info:
             return False  # a failed save: train.py stops with one line naming it
         if record.levelno >= std_logging.WARNING:
             return not str(record.msg).startswith("Variant folder %s has no")  # TFDS, pre-build
+        if record.pathname.endswith(_CLU_PROGRESS):
+            return True
         return record.pathname.startswith(_PROJECT_ROOT) and "/site-packages/" not in \
             record.pathname
 
