@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrospectra_jax.data import lamost, recipe, sdss, simulator, tasks
+from astrospectra_jax.data import readers, recipe, simulator, tasks
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = ("lr", "simplecnn2", "conv1d")
@@ -54,38 +54,24 @@ class RealSet:
     subclass: np.ndarray  # (n,) str
 
 
-def read_lamost(folder: Path):
-    """(grid fluxes, subclasses, releases) of every readable LAMOST spectrum in ``folder``."""
-    fluxes, subclasses, releases = [], [], []
-    for path in lamost.find_spectra(folder):
+def read_folder(folder: Path):
+    """(grid fluxes, spectrum records) of every readable LAMOST or SDSS spectrum in ``folder``."""
+    fluxes, records = [], []
+    for path in readers.find_spectra(folder):
         try:
-            spectrum = lamost.read_spectrum(path)
+            spectrum = readers.read_spectrum(path)
             fluxes.append(spectrum.on_grid())
-        except lamost.LamostReadError as err:
+        except readers.SpectrumReadError as err:
             print(f"skipped: {err}", file=sys.stderr)
             continue
-        subclasses.append(spectrum.subclass or "?")
-        releases.append(f"LAMOST {spectrum.data_release}")
-    return np.array(fluxes), np.array(subclasses), np.array(releases)
-
-
-def read_sdss(folder: Path):
-    """(grid fluxes, classes, subclasses) of the SDSS spec-lite files in ``folder``."""
-    fluxes, classes, subclasses = [], [], []
-    for path in sorted(folder.glob("spec-*.fits*")):
-        try:
-            spectrum = sdss.read_spectrum(path)
-            fluxes.append(spectrum.on_grid())
-        except sdss.SpectrumReadError as err:
-            print(f"skipped: {err}", file=sys.stderr)
-            continue
-        classes.append(spectrum.obj_class or "?")
-        subclasses.append(spectrum.subclass or "")
-    return np.array(fluxes), np.array(classes), np.array(subclasses)
+        records.append(spectrum)
+    return np.array(fluxes), records
 
 
 def real_sets(lamost_dir: Path, sdss_dir: Path) -> dict[str, RealSet]:
-    flux, subclass, release = read_lamost(lamost_dir)
+    flux, records = read_folder(lamost_dir)
+    subclass = np.array([r.subclass or "?" for r in records])
+    release = np.array([f"LAMOST {r.data_release}" for r in records])
     letter = np.array([s[:1].upper() for s in subclass])
     fgk = np.isin(letter, tasks.CLASS_NAMES["v2"])
     v2 = RealSet(flux[fgk], np.array([tasks.CLASS_NAMES["v2"].index(x) for x in letter[fgk]]),
@@ -93,7 +79,9 @@ def real_sets(lamost_dir: Path, sdss_dir: Path) -> dict[str, RealSet]:
     v1_names = tasks.CLASS_NAMES["v1"]
     parts = [(flux, np.full(len(flux), v1_names.index("STAR")), release, subclass)]
     if sdss_dir.is_dir():
-        s_flux, s_class, s_subclass = read_sdss(sdss_dir)
+        s_flux, s_records = read_folder(sdss_dir)
+        s_class = np.array([r.obj_class or "?" for r in s_records])
+        s_subclass = np.array([r.subclass or "" for r in s_records])
         known = np.isin(s_class, v1_names)
         parts.append((s_flux[known], np.array([v1_names.index(c) for c in s_class[known]]),
                       np.full(known.sum(), "SDSS"), s_subclass[known]))
