@@ -21,7 +21,6 @@ import difflib  # noqa: E402
 import errno  # noqa: E402
 import fcntl  # noqa: E402
 import importlib.util  # noqa: E402
-import json  # noqa: E402
 import logging as std_logging  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
@@ -170,8 +169,10 @@ def _prepare_workdir(workdir: str):
 
 
 def _finished(workdir: str) -> dict | None:
+    from astrospectra_jax import results
+
     try:
-        return json.loads((Path(workdir) / "results.json").read_text())
+        return results.read_json(Path(workdir) / results.RESULTS_JSON)
     except (OSError, ValueError):
         return None
 
