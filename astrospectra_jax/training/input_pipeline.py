@@ -10,9 +10,9 @@ resize. The batch is constrained to ``P("data")`` right after the gather, so eac
 preprocesses only its own slice. Replicated rather than sharded storage: from a replicated
 split each device reads its rows of the batch locally, with no collective; from a split sharded
 over ``"data"``, XLA partitions the random gather as an all-gather of the indices plus an
-all-reduce of the whole gathered batch, every step (compiled HLO; on 8 simulated CPU devices a
-256-example batch from a v2-sized split took 3.9 ms replicated, 5.1 ms sharded). One copy of a
-33 MB split per device is negligible on any accelerator.
+all-reduce of the whole gathered batch, every step (compiled HLO; timing in
+benchmarks/README.md, "Input pipeline"). One copy of a 33 MB split per device is negligible on
+any accelerator.
 
 The order of the data is a pure function of ``(seed, epoch, step)``: step ``s`` reads positions
 ``[p * B, (p + 1) * B)`` of the permutation of epoch ``s // steps_per_epoch`` (``p = s mod
