@@ -5,7 +5,7 @@ Usage::
     python -m astrospectra_jax.predict --workdir RUN --input PATH [PATH ...] --out preds.csv
 
 ``RUN`` is a ``main.py`` workdir, finished (``results.json``) or still checkpointed
-(``config.json``); its config names the model, the input kind (image / line) and the classes,
+(``config.json``); its config names the model, the input modality (image / line) and the classes,
 and the latest checkpoint in ``RUN/checkpoints`` holds the weights. Each ``PATH`` is a file or a
 folder (searched recursively) of:
 
@@ -52,7 +52,7 @@ class RunError(ValueError):
 # ----------------------------------------------------------------------------- the run
 
 @dataclasses.dataclass
-class Run:
+class TrainedModel:
     config: object  # ml_collections.ConfigDict
     spec: catalogue.DatasetSpec
     graphdef: object
@@ -80,7 +80,7 @@ def run_config(workdir) -> dict:
                    "(deep-learning runs write config.json when they start)")
 
 
-def load_run(workdir) -> Run:
+def load_run(workdir) -> TrainedModel:
     """The model of a run with the weights of its latest checkpoint, on the devices."""
     import ml_collections
 
@@ -104,12 +104,13 @@ def load_run(workdir) -> Run:
         manager.close()
     if step is None:
         raise RunError(f"{checkpoints}: no complete checkpoint yet")
-    return Run(config, spec, graphdef, state, step)
+    return TrainedModel(config, spec, graphdef, state, step)
 
 
 # ----------------------------------------------------------------------------- prediction
 
-def predict_probabilities(run: Run, features: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,
+def predict_probabilities(run: TrainedModel, features: np.ndarray,
+                          batch_size: int = DEFAULT_BATCH_SIZE,
                           *, progress: bool = True) -> np.ndarray:
     """Class probabilities (N, classes), in batches sharded over every device."""
     import jax
@@ -121,7 +122,7 @@ def predict_probabilities(run: Run, features: np.ndarray, batch_size: int = DEFA
     devices = jax.device_count()
     batch_size = -(-batch_size // devices) * devices  # whole rows per device
     batch_size = min(batch_size, -(-len(features) // devices) * devices)
-    prep = dict(kind=run.spec.kind, input_size=run.config.model.input_size)
+    prep = dict(modality=run.spec.modality, input_size=run.config.model.input_size)
 
     @jax.jit
     def probabilities(params, model_state, batch):
@@ -192,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec, names = run.spec, list(run.spec.class_names)
     print(f"{args.workdir}: {run.config.model.name} on {spec.name}"
           f"{' (SYNTHETIC)' if spec.synthetic else ''}, checkpoint step {run.step}; "
-          f"{spec.kind} input, classes {', '.join(names)}", file=sys.stderr)
-    inputs = collect_inputs(args.input, spec.kind, spec.task or "", progress=progress)
+          f"{spec.modality} input, classes {', '.join(names)}", file=sys.stderr)
+    inputs = collect_inputs(args.input, spec.modality, spec.task or "", progress=progress)
     for what, count in inputs.ignored.items():
         if count:
             print(f"ignored {count} {what}", file=sys.stderr)

@@ -55,7 +55,7 @@ class SuiteError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class PlannedRun:
     dataset: str
     model: str
     input_size: int
@@ -219,7 +219,7 @@ def parse_overrides(items: Sequence[str]) -> list[str]:
 def plan(datasets: Sequence[str], models: str, seeds: Sequence[int], runs: str | Path, *,
          input_size_choice: str = "config", overrides: Sequence[str] = (),
          data_dir: str | None = None, python: str = sys.executable,
-         config_dir: Path = DEFAULT_CONFIGS, main: Path = DEFAULT_MAIN) -> list[Run]:
+         config_dir: Path = DEFAULT_CONFIGS, main: Path = DEFAULT_MAIN) -> list[PlannedRun]:
     """Every (dataset, model, seed) run, in that order; raises SuiteError for a bad option
     or a missing config file. Each run is ``python main --config=<config_dir>/...``."""
     main, config_dir = Path(main).absolute(), Path(config_dir).absolute()
@@ -246,7 +246,7 @@ def plan(datasets: Sequence[str], models: str, seeds: Sequence[int], runs: str |
                            f"--config.model.input_size={size}"]
                 if data_dir:
                     command.append(f"--config.data_dir={Path(data_dir).absolute()}")
-                planned.append(Run(dataset, model, size, seed, config, workdir,
+                planned.append(PlannedRun(dataset, model, size, seed, config, workdir,
                                    tuple(command + flags), cwd=main.parent))
     return planned
 
@@ -286,7 +286,7 @@ def _format_seconds(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def execute_one(run: Run, *, resumed: bool) -> dict:
+def execute_one(run: PlannedRun, *, resumed: bool) -> dict:
     """Run one command with its output in the run's log; returns its record (also written
     to ``suite_run.json``). Ctrl-C asks the run to checkpoint and stop (SIGTERM), then
     re-raises KeyboardInterrupt."""
@@ -333,7 +333,7 @@ def execute_one(run: Run, *, resumed: bool) -> dict:
     return record
 
 
-def execute(runs: Sequence[Run], *, progress: bool = True, out=None) -> dict:
+def execute(runs: Sequence[PlannedRun], *, progress: bool = True, out=None) -> dict:
     """Run every unfinished run in order; returns ``{"done", "skipped", "failed", "remaining",
     "elapsed_s", "failures": [record, ...], "warnings": [...]}``."""
     out = out or sys.stdout

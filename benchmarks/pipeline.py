@@ -41,7 +41,7 @@ from benchmarks.throughput import FOREVER, environment, make_config  # noqa: E40
 
 def measure(name: str, args, data_dir: str) -> dict:
     spec = catalogue.info(args.dataset)
-    size = spec.feature_shape[0] if spec.kind == "line" else args.size
+    size = spec.feature_shape[0] if spec.modality == "line" else args.size
     config = make_config(name, size, args.batch_size, args.dtype, args.steps_per_call,
                          args.dataset)
     config.data_dir = data_dir
@@ -61,7 +61,7 @@ def measure(name: str, args, data_dir: str) -> dict:
     device_chunk = steps["device_chunk"].lower(state, *resident, permutations(0),
                                                FOREVER).compile()
 
-    feature_key = "image" if spec.kind == "image" else "spectrum"
+    feature_key = "image" if spec.modality == "image" else "spectrum"
     batches = input_pipeline.tfdata_train_batches(
         args.dataset, data_dir=data_dir, feature_key=feature_key, batch_size=config.batch_size,
         seed=config.seed, start_step=0, steps_per_epoch=steps_per_epoch,

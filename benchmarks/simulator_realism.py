@@ -111,8 +111,8 @@ def fit_predict_lr(sim, real_flux, c: float) -> np.ndarray:
     return model.predict(median_normalised_lines(real_flux))
 
 
-def features_for(kind: str, flux) -> np.ndarray:
-    if kind == "image":
+def features_for(modality: str, flux) -> np.ndarray:
+    if modality == "image":
         return recipe.image(flux)[..., None]
     return recipe.line_vector(flux)
 
@@ -137,14 +137,14 @@ def fit_predict_deep(name: str, task: str, sim, real_flux, epochs: int, seed: in
     tx, _ = steps.make_optimizer(config, steps_per_epoch)
     graphdef, state = steps.init_state(config, spec, tx, mesh)
     fns = steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, n, 1)
-    train = (sharding.put_replicated(features_for(spec.kind, sim.flux), mesh),
+    train = (sharding.put_replicated(features_for(spec.modality, sim.flux), mesh),
              sharding.put_replicated(sim.labels.astype(np.int32), mesh))
     total = epochs * steps_per_epoch
     for epoch in range(epochs):
         permutations = fns["epoch_permutations"](np.int32(epoch))
         for _ in range(steps_per_epoch):
             state, _ = fns["device_chunk"](state, *train, permutations, np.int32(total))
-    padded = input_pipeline.pad_to_batches(features_for(spec.kind, real_flux),
+    padded = input_pipeline.pad_to_batches(features_for(spec.modality, real_flux),
                                            np.zeros(len(real_flux), np.int32), config.batch_size)
     test = tuple(sharding.put_replicated(a, mesh) for a in padded)
     outputs = [fns["eval_batch"](state, *test, np.int32(i))

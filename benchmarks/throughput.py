@@ -93,7 +93,7 @@ def random_split(spec: catalogue.DatasetSpec, num_examples: int, seed: int = 0
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Stand-in training data of the dataset's stored type and shape."""
     rng = np.random.default_rng(seed)
-    if spec.kind == "image":
+    if spec.modality == "image":
         features = rng.integers(0, 256, (num_examples, *spec.feature_shape), dtype=np.uint8)
     else:
         features = rng.lognormal(0.0, 1.0, (num_examples, *spec.feature_shape)).astype(np.float32)

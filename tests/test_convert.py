@@ -147,10 +147,10 @@ def test_catalogue_needs_key_and_label_columns(tmp_path):
     bad = tmp_path / "cat.csv"
     bad.write_text("ra,dec\n1,2\n")
     with pytest.raises(ValueError, match="cat.csv.*key column"):
-        sources.read_catalogue(bad, "v2")
+        sources.read_labels_csv(bad, "v2")
     good = tmp_path / "good.csv"
     good.write_text("obsid,subclass\n103232,K5\n5,3\n6,STAR\n")
-    assert sources.read_catalogue(good, "v2") == {"103232": "K", "5": "K", "6": "STAR"}
+    assert sources.read_labels_csv(good, "v2") == {"103232": "K", "5": "K", "6": "STAR"}
 
 
 def test_synthetic_small_is_the_recipe_of_the_simulator(tmp_path):

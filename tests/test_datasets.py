@@ -49,9 +49,9 @@ def test_info_of_every_known_dataset():
         assert spec.num_classes == len(spec.class_names)
         assert spec.synthetic == ("_synthetic" in name)
         if name.startswith("line_astro_spectra"):
-            assert (spec.kind, spec.feature_shape) == ("line", (721,))
+            assert (spec.modality, spec.feature_shape) == ("line", (721,))
         else:
-            assert (spec.kind, spec.feature_shape) == ("image", (28, 28, 1))
+            assert (spec.modality, spec.feature_shape) == ("image", (28, 28, 1))
     assert catalogue.info("astrospectra_mnist/v2").class_names == ("F", "G", "K")
     assert catalogue.info("line_astro_spectra/v1_synthetic").class_names == ("STAR", "GALAXY",
                                                                             "QSO")

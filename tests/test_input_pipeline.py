@@ -51,13 +51,13 @@ def test_images_scale_to_unit_range_and_lines_are_standardised():
 
 def test_resize_to_224_gives_the_torchvision_input_shape():
     images = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1))
-    big = ip.preprocess((images * 255).astype(jnp.uint8), kind="image", input_size=224)
+    big = ip.preprocess((images * 255).astype(jnp.uint8), modality="image", input_size=224)
     assert big.shape == (3, 224, 224, 1) and big.dtype == jnp.float32
     constant = ip.resize(jnp.full((2, 28, 28, 1), 0.5), 224)
     np.testing.assert_allclose(np.asarray(constant), 0.5, atol=1e-6)
     # Bilinear: values stay within the input range and the mean is nearly preserved.
     assert float(big.min()) >= 0.0 and float(big.max()) <= 1.0
-    small = ip.preprocess((images * 255).astype(jnp.uint8), kind="image", input_size=28)
+    small = ip.preprocess((images * 255).astype(jnp.uint8), modality="image", input_size=28)
     assert small.shape == (3, 28, 28, 1)
     assert abs(float(big.mean()) - float(small.mean())) < 0.01
 
@@ -70,7 +70,7 @@ def test_random_shift_moves_each_example_along_wavelength_within_bounds():
     for row, offset in zip(shifted, offsets, strict=True):
         np.testing.assert_array_equal(row[3:-3], np.arange(3, 781) + offset)
         assert row.min() >= 0 and row.max() <= 783  # edges repeat the edge value
-    same = ip.preprocess(x.astype(jnp.uint8), kind="image", input_size=28, max_shift=0,
+    same = ip.preprocess(x.astype(jnp.uint8), modality="image", input_size=28, max_shift=0,
                          key=jax.random.key(1))
     np.testing.assert_allclose(np.asarray(same), np.asarray(x.astype(jnp.uint8)) / 255.0,
                                rtol=1e-6)

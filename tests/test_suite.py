@@ -156,7 +156,7 @@ def test_real_runs_are_skipped_when_finished_and_resumed_when_not(tmp_path, data
     assert (seed0 / "train.log").read_text().count("suite: ") == 2  # both attempts logged
 
 
-def _with_command(run: suite.Run, *command: str) -> suite.Run:
+def _with_command(run: suite.PlannedRun, *command: str) -> suite.PlannedRun:
     return dataclasses.replace(run, command=(sys.executable, *command))
 
 

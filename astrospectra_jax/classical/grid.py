@@ -423,7 +423,7 @@ def run(config, workdir) -> list[dict]:
                        indices=config.get("rows", ()))
 
     settings = []
-    if spec.kind == "image":
+    if spec.modality == "image":
         settings.append("features: images flattened to "
                         f"{x_train.shape[1]} values scaled to [0, 1] (pixel / 255), float32; "
                         "no standardisation (the paper's setting)")

@@ -34,7 +34,7 @@ SYNTHETIC_WARNING = (
     "as synthetic.")
 
 IMAGE_BUILDER, LINE_BUILDER = "astrospectra_mnist", "line_astro_spectra"
-KIND = {IMAGE_BUILDER: "image", LINE_BUILDER: "line"}
+MODALITY = {IMAGE_BUILDER: "image", LINE_BUILDER: "line"}
 FEATURE = {"image": "image", "line": "spectrum"}
 FEATURE_SHAPE = {"image": (recipe.IMAGE_SIDE, recipe.IMAGE_SIDE, 1), "line": (recipe.LINE_SIZE,)}
 # The labels of Fashion-MNIST, as TFDS names them (the classical grid's third dataset).
@@ -71,7 +71,7 @@ def _configs() -> tuple[ConfigSpec, ...]:
 
 CONFIGS = _configs()
 KNOWN_DATASETS: tuple[str, ...] = tuple(
-    f"{builder}/{config.name}" for builder in KIND for config in CONFIGS) + ("fashion_mnist",)
+    f"{builder}/{config.name}" for builder in MODALITY for config in CONFIGS) + ("fashion_mnist",)
 
 
 class DatasetNotFoundError(RuntimeError):
@@ -81,7 +81,7 @@ class DatasetNotFoundError(RuntimeError):
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    kind: str  # "image" or "line"
+    modality: str  # "image" or "line"
     class_names: tuple[str, ...]
     num_classes: int
     synthetic: bool
@@ -98,9 +98,9 @@ def info(name: str) -> DatasetSpec:
         return DatasetSpec(name, "image", names, len(names), False, FEATURE_SHAPE["image"])
     builder_name, config_name = name.split("/")
     config = next(c for c in CONFIGS if c.name == config_name)
-    kind = KIND[builder_name]
-    return DatasetSpec(name, kind, config.class_names, len(config.class_names),
-                       config.synthetic, FEATURE_SHAPE[kind], config.task)
+    modality = MODALITY[builder_name]
+    return DatasetSpec(name, modality, config.class_names, len(config.class_names),
+                       config.synthetic, FEATURE_SHAPE[modality], config.task)
 
 
 def is_line_dataset(name: str) -> bool:
@@ -185,8 +185,8 @@ def load_arrays(name: str, split: str, *, data_dir: str | None = None
     if not builder.is_prepared():
         _prepare(builder, spec)
     data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-    features = np.asarray(data[FEATURE[spec.kind]])
-    features = features.astype(np.uint8 if spec.kind == "image" else np.float32, copy=False)
+    features = np.asarray(data[FEATURE[spec.modality]])
+    features = features.astype(np.uint8 if spec.modality == "image" else np.float32, copy=False)
     return features, np.asarray(data["label"]).astype(np.int32)
 
 
@@ -220,7 +220,7 @@ def _prepare(builder, spec: DatasetSpec) -> None:
 def _missing_message(spec: DatasetSpec, manual: epath.Path, data_dir) -> str:
     task = spec.name.split("/")[1]
     offline = f"{spec.name}_synthetic"
-    if spec.kind == "image":
+    if spec.modality == "image":
         what = (f"the Kaggle dataset {KAGGLE_DATASET} ({KAGGLE_URL}), e.g. "
                 f"`kaggle datasets download {KAGGLE_DATASET}`")
         where = (f"{manual}/ (the file {KAGGLE_ZIP}, or the folder extracted from it "

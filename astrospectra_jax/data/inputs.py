@@ -1,7 +1,7 @@
 """Inputs for a trained model from files and folders: FITS spectra (LAMOST, SDSS) through the
 recipe, the Kaggle layout and loose PNGs, line-vector ``.npz`` files.
 
-``collect_inputs`` turns paths into feature rows of the kind a model takes (images (28, 28, 1)
+``collect_inputs`` turns paths into feature rows of the modality a model takes (images (28, 28, 1)
 uint8 or line vectors (721,) float32), each with its id, file and true class where the input
 carries one; what cannot be used is listed with the reason. ``predict`` and
 ``config.eval_datasets`` (training) read folders through it.
@@ -46,8 +46,9 @@ class Inputs:
         self.skipped.append((str(file), reason))
 
 
-def collect_inputs(paths: Sequence, kind: str, task: str, *, progress: bool = True) -> Inputs:
-    """Every input under ``paths`` as ``kind`` features ("image" (28, 28, 1) uint8 or "line"
+def collect_inputs(paths: Sequence, modality: str, task: str, *, progress: bool = True
+                   ) -> Inputs:
+    """Every input under ``paths`` as ``modality`` features ("image" (28, 28, 1) uint8 or "line"
     (721,) float32), with true classes named for ``task`` where the input carries one."""
     inputs = Inputs()
     fits_files, pngs, npzs = [], [], []
@@ -59,7 +60,7 @@ def collect_inputs(paths: Sequence, kind: str, task: str, *, progress: bool = Tr
                 if match:
                     split, layout_task = match.group(1).lower(), match.group(2)
                     kaggle_images.add(layout.images_dir(labels_csv.parent, split, layout_task))
-                    if kind == "image":
+                    if modality == "image":
                         _add_kaggle_split(inputs, labels_csv, split, layout_task, progress)
             files = sorted(p for p in path.rglob("*") if p.is_file())
             fits_files += [p for p in files if p.name.lower().endswith(_FITS_SUFFIXES)]
@@ -67,7 +68,7 @@ def collect_inputs(paths: Sequence, kind: str, task: str, *, progress: bool = Tr
                      and p.parent not in kaggle_images]
             npz = [p for p in files if p.suffix.lower() == ".npz"]
             # A converted folder holds both forms of every object: use the one the model takes.
-            if kind == "image":
+            if modality == "image":
                 pngs += loose
                 inputs.ignored["line-vector .npz files (an image model needs images or "
                                "spectra)"] += len(npz)
@@ -80,13 +81,14 @@ def collect_inputs(paths: Sequence, kind: str, task: str, *, progress: bool = Tr
             name = path.name.lower()
             if name.endswith(_FITS_SUFFIXES):
                 fits_files.append(path)
-            elif name.endswith(".png") and kind == "image":
+            elif name.endswith(".png") and modality == "image":
                 pngs.append(path)
-            elif name.endswith(".npz") and kind == "line":
+            elif name.endswith(".npz") and modality == "line":
                 npzs.append(path)
             elif name.endswith((".png", ".npz")):
-                inputs.skip(path, f"a {'PNG image' if kind == 'line' else 'line-vector file'} "
-                                  f"cannot feed a{'' if kind == 'line' else 'n'} {kind} model "
+                inputs.skip(path, f"a {'PNG image' if modality == 'line' else 'line-vector file'} "
+                                  f"cannot feed a{'' if modality == 'line' else 'n'} "
+                                  f"{modality} model "
                                   "(give the spectrum instead)")
             else:
                 inputs.skip(path, "unsupported file type (expected .fits, .fits.gz, .png, "
@@ -94,7 +96,7 @@ def collect_inputs(paths: Sequence, kind: str, task: str, *, progress: bool = Tr
         else:
             inputs.skip(path, "no such file or folder")
     for path in tqdm(fits_files, desc="reading spectra", unit="file", disable=not progress):
-        _add_spectrum(inputs, path, kind, task)
+        _add_spectrum(inputs, path, modality, task)
     for path in tqdm(pngs, desc="reading images", unit="file", disable=not progress):
         try:
             inputs.add(_stem(path), path, layout.read_image(path), None)
@@ -113,14 +115,14 @@ def _stem(path: Path) -> str:
     return name
 
 
-def _add_spectrum(inputs: Inputs, path: Path, kind: str, task: str) -> None:
+def _add_spectrum(inputs: Inputs, path: Path, modality: str, task: str) -> None:
     try:
         spectrum = readers.read_spectrum(path)
         flux = spectrum.on_grid()
     except (readers.SpectrumReadError, recipe.BadSpectrumError, OSError) as err:
         inputs.skip(path, str(err).removeprefix(f"{path}: "))
         return
-    feature = recipe.image(flux)[..., None] if kind == "image" else recipe.line_vector(flux)
+    feature = recipe.image(flux)[..., None] if modality == "image" else recipe.line_vector(flux)
     inputs.add(_stem(path), path, feature,
                tasks.class_of(task, spectrum.obj_class, spectrum.subclass))
 

@@ -1,7 +1,7 @@
 """Where examples come from: a folder of FITS spectra (LAMOST or SDSS), or the simulator.
 
 Labels of FITS files come from the survey's own record (v1: ``CLASS`` STAR / GALAXY / QSO; v2:
-first letter of ``SUBCLASS`` F / G / K for stars) or from a catalogue CSV. Files that cannot be used
+first letter of ``SUBCLASS`` F / G / K for stars) or from a labels CSV. Files that cannot be used
 are skipped and counted by reason; the train/test split is stratified and seeded.
 
 Synthetic data: split ``train`` and ``test`` are simulated from different seeds, in chunks of
@@ -80,7 +80,7 @@ _KEY_COLUMNS = ("obsid", "file", "filename", "fits", "path", "spectrum", "name",
 _LABEL_COLUMNS = ("label", "class", "subclass", "target", "type")
 
 
-def read_catalogue(path, task: str) -> dict[str, str]:
+def read_labels_csv(path, task: str) -> dict[str, str]:
     """Catalogue CSV -> {file stem or obsid: class}.
 
     The header must name a key column (one of obsid, file, filename, fits, path, spectrum,
@@ -97,15 +97,16 @@ def read_catalogue(path, task: str) -> dict[str, str]:
             raise ValueError(
                 f"{path}: header {header} needs a key column (one of {', '.join(_KEY_COLUMNS)}) "
                 f"and a label column (one of {', '.join(_LABEL_COLUMNS)})")
-        catalogue = {}
+        labels_by_name = {}
         for line_number, row in enumerate(reader, start=2):
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) <= max(key_col, label_col):
                 raise ValueError(f"{path}, line {line_number}: {len(row)} columns, "
                                  f"expected {len(header)}")
-            catalogue[_stem(row[key_col].strip())] = tasks.class_from_text(task, row[label_col])
-    return catalogue
+            labels_by_name[_stem(row[key_col].strip())] = tasks.class_from_text(
+                task, row[label_col])
+    return labels_by_name
 
 
 def _stem(name: str) -> str:
@@ -216,7 +217,7 @@ def _simulate_chunk(task: str, size: int, seed: int) -> Examples:
     return examples_from_grid(np.full(size, ""), sim.flux, sim.labels)
 
 
-def read_fits_folder(folder, task: str, *, catalogue: Mapping[str, str] | None = None,
+def read_fits_folder(folder, task: str, *, labels_by_name: Mapping[str, str] | None = None,
                      progress: bool = True) -> tuple[Examples, Skipped, int]:
     """All usable spectra of ``task`` under ``folder`` (LAMOST or SDSS FITS, told apart by
     content): (examples, skipped, files seen)."""
@@ -237,13 +238,13 @@ def read_fits_folder(folder, task: str, *, catalogue: Mapping[str, str] | None =
         except (readers.SpectrumReadError, OSError) as err:
             skipped.add(SKIP_UNREADABLE, path, str(err))
             continue
-        if catalogue is None:
+        if labels_by_name is None:
             cls = tasks.class_of(task, spectrum.obj_class, spectrum.subclass)
         else:
-            cls = catalogue.get(stem, catalogue.get(spectrum.obsid or "", None))
+            cls = labels_by_name.get(stem, labels_by_name.get(spectrum.obsid or "", None))
         if cls is None:
-            skipped.add(SKIP_NO_LABEL, path, "no CLASS/SUBCLASS in header" if catalogue is None
-                        else "not in the catalogue")
+            skipped.add(SKIP_NO_LABEL, path, "no CLASS/SUBCLASS in header" if labels_by_name is None
+                        else "not in the labels CSV")
             continue
         if cls not in names:
             skipped.add(SKIP_CLASS, path, cls)
@@ -300,8 +301,8 @@ def convert_fits(out, folder, task: str, *, test_fraction: float = DEFAULT_TEST_
                  seed: int = 0, labels=None, overwrite: bool = False,
                  progress: bool = True) -> tuple[dict[str, int], Skipped]:
     """LAMOST or SDSS FITS files under ``folder`` -> layout under ``out``: (counts, skipped)."""
-    catalogue = None if labels is None else read_catalogue(labels, task)
-    examples, skipped, n_files = read_fits_folder(folder, task, catalogue=catalogue,
+    labels_by_name = None if labels is None else read_labels_csv(labels, task)
+    examples, skipped, n_files = read_fits_folder(folder, task, labels_by_name=labels_by_name,
                                                   progress=progress)
     print(f"{folder}: {len(examples)} of {n_files} files usable for {task}; "
           + skipped.summary(n_files), file=sys.stderr)

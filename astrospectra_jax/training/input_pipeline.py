@@ -48,7 +48,7 @@ class Splits:
 
     Features as stored (uint8 images (N, 28, 28, 1) or float32 line vectors (N, 721)), labels
     0-based class indices. ``train_and_evaluate(config, workdir, splits=...)`` trains on them;
-    ``config.dataset`` then only says what they hold (kind, class names).
+    ``config.dataset`` then only says what they hold (modality, class names).
     """
 
     train_features: np.ndarray
@@ -96,13 +96,13 @@ def batch_indices(permutation: jax.Array, position: jax.Array, batch_size: int) 
 
 # ----------------------------------------------------------------------------- preprocessing
 
-def to_float(features: jax.Array, kind: str) -> jax.Array:
+def to_float(features: jax.Array, modality: str) -> jax.Array:
     """Model input scale: images uint8 -> [0, 1]; line vectors standardised per spectrum.
 
     Line vectors are in flux units whose scale varies by orders of magnitude between objects,
     so each spectrum is brought to zero mean and unit variance (the shape is what classifies).
     """
-    if kind == "image":
+    if modality == "image":
         return features.astype(jnp.float32) / 255.0
     features = features.astype(jnp.float32)
     mean = features.mean(axis=-1, keepdims=True)
@@ -132,13 +132,13 @@ def resize(images: jax.Array, size: int) -> jax.Array:
     return jax.image.resize(images, (images.shape[0], size, size, images.shape[3]), "bilinear")
 
 
-def preprocess(features: jax.Array, *, kind: str, input_size: int, max_shift: int = 0,
+def preprocess(features: jax.Array, *, modality: str, input_size: int, max_shift: int = 0,
                key: jax.Array | None = None) -> jax.Array:
     """Stored features (uint8 images / float32 lines) -> float32 model input, on device."""
-    x = to_float(features, kind)
+    x = to_float(features, modality)
     if max_shift > 0 and key is not None:
         x = random_shift(x, key, max_shift)
-    if kind == "image":
+    if modality == "image":
         x = resize(x, input_size)
     return x
 

@@ -123,7 +123,7 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
     batch_size, chunk = config.batch_size, steps_per_call
     # Epochs a chunk can touch: steps s0 .. s0 + chunk - 1 span at most this many.
     num_permutations = (chunk - 1) // steps_per_epoch + 2
-    prep = dict(kind=spec.kind, input_size=config.model.input_size)
+    prep = dict(modality=spec.modality, input_size=config.model.input_size)
     max_shift = config.augment.max_shift
     on_batch = sharding.batch_sharded(mesh)
     replicated = sharding.replicated(mesh)

@@ -75,9 +75,9 @@ def validate(config: ml_collections.ConfigDict) -> catalogue.DatasetSpec:
                              f"{name!r}; supported: {', '.join(map(str, sizes))}")
         if spec is not None:
             line_model = models.is_line_model(name)
-            check(line_model == (spec.kind == "line"),
+            check(line_model == (spec.modality == "line"),
                   f"config.model.name={name!r} is a{' line' if line_model else 'n image'} model "
-                  f"but config.dataset={config.dataset!r} holds {spec.kind} data")
+                  f"but config.dataset={config.dataset!r} holds {spec.modality} data")
     check(config.model.dtype in steps.DTYPES,
           f"config.model.dtype={config.model.dtype!r} must be one of {', '.join(steps.DTYPES)}")
     check(config.model.kernels in kernels.CHOICES,
@@ -123,10 +123,10 @@ def validate(config: ml_collections.ConfigDict) -> catalogue.DatasetSpec:
     for name in eval_dataset_names(config):
         if name in catalogue.KNOWN_DATASETS:
             other = catalogue.info(name)
-            check(spec is None or (other.kind, other.class_names) == (spec.kind, spec.class_names),
-                  f"config.eval_datasets: {name!r} holds {other.kind} data of classes "
+            check(spec is None or (other.modality, other.class_names) == (spec.modality, spec.class_names),
+                  f"config.eval_datasets: {name!r} holds {other.modality} data of classes "
                   f"{', '.join(other.class_names)}; the model takes "
-                  + (f"{spec.kind} data of classes {', '.join(spec.class_names)}" if spec
+                  + (f"{spec.modality} data of classes {', '.join(spec.class_names)}" if spec
                      else "another dataset"))
         else:
             check(Path(name).is_dir(), f"config.eval_datasets: {name!r} is neither a known "
@@ -150,14 +150,14 @@ class _Data:
 
     def __init__(self, config, spec, mesh, splits: input_pipeline.Splits | None = None):
         self.config, self.spec, self.mesh = config, spec, mesh
-        self.feature_key = "image" if spec.kind == "image" else "spectrum"
+        self.feature_key = "image" if spec.modality == "image" else "spectrum"
         name, data_dir = config.dataset, config.data_dir
         if splits is not None:
             if config.input_pipeline != "device":
                 raise ConfigError(f"config.input_pipeline={config.input_pipeline!r}: in-memory "
                                   "splits train through the 'device' pipeline only")
             splits = splits.checked(spec.feature_shape, spec.num_classes,
-                                    np.uint8 if spec.kind == "image" else np.float32)
+                                    np.uint8 if spec.modality == "image" else np.float32)
             test_features, test_labels = splits.test_features, splits.test_labels
         else:
             test_features, test_labels = catalogue.load_arrays(name, "test", data_dir=data_dir)
@@ -249,10 +249,10 @@ def evaluate_other_datasets(config, spec, mesh, eval_batch, state, workdir: Path
             features, labels = catalogue.load_arrays(name, "test", data_dir=config.data_dir)
             synthetic, split = catalogue.info(name).synthetic, "test"
         else:
-            inputs = data_inputs.collect_inputs([name], spec.kind, spec.task or "", progress=False)
+            inputs = data_inputs.collect_inputs([name], spec.modality, spec.task or "", progress=False)
             keep = [i for i, c in enumerate(inputs.true_classes) if c in spec.class_names]
             if not keep:  # recorded, not raised: the trained model's results still count
-                message = (f"no usable {spec.kind} input of classes "
+                message = (f"no usable {spec.modality} input of classes "
                            f"{', '.join(spec.class_names)} ({len(inputs.skipped)} skipped)")
                 logging.warning("config.eval_datasets: %s: %s", name, message)
                 sections[name] = {"error": message}
@@ -351,7 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     test split, write results.json, metrics.jsonl, TensorBoard events, confusion_matrix.png.
 
     The data come from TFDS (``config.dataset``), or from ``splits`` (in-memory arrays, no
-    TensorFlow needed) whose kind and classes ``config.dataset`` names.
+    TensorFlow needed) whose modality and classes ``config.dataset`` names.
 
     Returns the results dict, or ``{"preempted": True, "step": ...}`` when SIGTERM stopped it.
     Raises ConfigError, catalogue.DatasetNotFoundError, NonFiniteLossError.
