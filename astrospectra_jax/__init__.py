@@ -7,8 +7,9 @@ the models, the training step and loop on in-memory arrays, sharding and checkpo
 import and run.
 
 The package's stages, in the order data flows: ``data`` (FITS or simulator -> recipe ->
-layout -> dataset catalogue), ``models``, ``training``, ``classical``, ``report``; the command
-lines ``convert``, ``suite`` and ``report`` sit beside them.
+layout -> dataset catalogue), ``datasets`` (the TFDS builders, thin, over ``data``),
+``models``, ``training``, ``classical``, ``report``; the command lines ``convert``, ``suite``
+and ``report`` sit beside them.
 """
 
 import importlib.util
@@ -16,4 +17,4 @@ import importlib.util
 __version__ = "0.1.0"
 
 if importlib.util.find_spec("tensorflow_datasets") is not None:
-    import tfds_builders  # noqa: F401  (registers the TFDS builders)
+    from astrospectra_jax import datasets  # noqa: F401  (registers the TFDS builders)

@@ -16,8 +16,8 @@ import tensorflow_datasets as tfds
 from astrospectra_jax.data import catalogue, layout, sources
 
 REPO = Path(__file__).resolve().parents[1]
-KAGGLE_DUMMY = REPO / "tfds_builders" / "astrospectra_mnist" / "dummy_data"
-LINE_DUMMY = REPO / "tfds_builders" / "line_astro_spectra" / "dummy_data"
+KAGGLE_DUMMY = REPO / "astrospectra_jax" / "datasets" / "astrospectra_mnist" / "dummy_data"
+LINE_DUMMY = REPO / "astrospectra_jax" / "datasets" / "line_astro_spectra" / "dummy_data"
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,10 @@ TFDS 4.9.10's ``tfds`` command imports Apache Beam at start-up even for plain bu
 (tensorflow/datasets#5463), and Beam is not a dependency of this project. This runs TFDS's own
 ``build`` command directly::
 
-    python -m tfds_builders.build tfds_builders/astrospectra_mnist --config v2_synthetic \\
-        --data_dir ~/tensorflow_datasets
-    python -m tfds_builders.build --imports astrospectra_jax line_astro_spectra/v2_synthetic
+    python -m astrospectra_jax.datasets.build astrospectra_jax/datasets/astrospectra_mnist \\
+        --config v2_synthetic --data_dir ~/tensorflow_datasets
+    python -m astrospectra_jax.datasets.build --imports astrospectra_jax \\
+        line_astro_spectra/v2_synthetic
 
 With ``pip install apache-beam``, ``tfds build`` takes the same arguments.
 """

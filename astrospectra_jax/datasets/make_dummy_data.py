@@ -1,6 +1,6 @@
 """Regenerate the builders' ``dummy_data/`` folders (tiny, deterministic, made-up spectra).
 
-    python -m tfds_builders.make_dummy_data
+    python -m astrospectra_jax.datasets.make_dummy_data
 
 - ``astrospectra_mnist/dummy_data/``: a Kaggle-layout tree with awkward CSVs: v1 has a
   pandas-style index column and headers ``Unnamed: 0,file_name,category``; v2 has no header

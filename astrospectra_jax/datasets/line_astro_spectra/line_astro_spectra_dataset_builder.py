@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from astrospectra_jax.data import catalogue, layout, recipe, sources, tasks
-from tfds_builders import common
+from astrospectra_jax.datasets import common
 
 _DESCRIPTION = """\
 LineAstroSpectra: the AstroSpectra-MNIST objects as 1-D vectors. Each spectrum is put on a

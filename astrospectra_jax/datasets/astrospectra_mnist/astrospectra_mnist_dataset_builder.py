@@ -12,7 +12,7 @@ from etils import epath
 import tensorflow_datasets as tfds
 
 from astrospectra_jax.data import catalogue, layout, sources, tasks
-from tfds_builders import common
+from astrospectra_jax.datasets import common
 
 _DESCRIPTION = """\
 AstroSpectra-MNIST: LAMOST low-resolution spectra turned into 28x28 grayscale images, one per

@@ -1,16 +1,16 @@
-"""TFDS's own builder checks on line_astro_spectra: v1 from converter output and v2 from
-DR8-layout FITS files in dummy_data/, the synthetic configs at their mini sizes."""
+"""TFDS's own builder checks on astrospectra_mnist: the real configs on dummy_data/ (a tiny
+Kaggle layout with awkward CSVs), the synthetic ones at their mini sizes."""
 
 import tensorflow_datasets as tfds
 
-from tfds_builders.line_astro_spectra import line_astro_spectra_dataset_builder as module
+from astrospectra_jax.datasets.astrospectra_mnist import (
+    astrospectra_mnist_dataset_builder as module)
 
 
 class RealConfigsTest(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = module.Builder
     BUILDER_CONFIG_NAMES_TO_TEST = ["v1", "v2"]
-    # v2: 20 usable FITS files (an A star and a broken file are skipped), 15% test.
-    SPLITS = {"train": 17, "test": 3}
+    SPLITS = {"train": 6, "test": 3}  # dummy_data/: one unlisted PNG per split is ignored
 
 
 class SyntheticMiniConfigsTest(tfds.testing.DatasetBuilderTestCase):
