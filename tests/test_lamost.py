@@ -202,7 +202,7 @@ def _gz(path: Path, payload: bytes) -> Path:
 def test_bad_file_raises_one_error_naming_it(sample, tmp_path, case):
     make, reason = BAD_FILES[case]
     path = make(sample, tmp_path)
-    with pytest.raises(lamost.LamostReadError, match=re.escape(path.name)) as info:
+    with pytest.raises(lamost.SpectrumReadError, match=re.escape(path.name)) as info:
         lamost.read_spectrum(path)
     assert reason.lower() in str(info.value).lower()
 
@@ -213,7 +213,7 @@ def test_poor_coverage_fails_on_grid_naming_the_file(sample, tmp_path):
         hdus[0].data[1][(wl > 4000) & (wl < 8000)] = 0.0
     path = write_fits(primary_copy(sample["dr8"], data_edit=hole), tmp_path / "holey.fits")
     s = lamost.read_spectrum(path)  # readable, but not usable for the recipe
-    with pytest.raises(lamost.LamostReadError, match="holey.fits") as info:
+    with pytest.raises(lamost.SpectrumReadError, match="holey.fits") as info:
         s.on_grid()
     assert isinstance(info.value, recipe.BadSpectrumError)
 

@@ -6,7 +6,7 @@ Names are ``<builder>/<config>`` of the project's TFDS builders (``astrospectra_
 simulated, not LAMOST data; they are built on first use. Real configs need a manual download
 and raise ``DatasetNotFoundError`` saying what to get and where to put it.
 
-Everything here but ``load_arrays`` and ``manual_dir`` works without TensorFlow: the TFDS
+Everything here but ``load_arrays`` works without TensorFlow: the TFDS
 builders take their configs from this table, not the other way round.
 """
 
@@ -190,14 +190,6 @@ def load_arrays(name: str, split: str, *, data_dir: str | None = None
     return features, np.asarray(data["label"]).astype(np.int32)
 
 
-def manual_dir(data_dir: str | None = None) -> epath.Path:
-    """The manual-download folder TFDS uses for ``data_dir`` (default data dir if None)."""
-    import tensorflow_datasets as tfds
-
-    root = tfds.builder("astrospectra_mnist/v2", data_dir=data_dir).data_dir_root
-    return epath.Path(root) / "downloads" / "manual"
-
-
 def _prepare(builder, spec: DatasetSpec) -> None:
     if spec.name == "fashion_mnist":
         try:
@@ -218,20 +210,37 @@ def _prepare(builder, spec: DatasetSpec) -> None:
 
 
 def _missing_message(spec: DatasetSpec, manual: epath.Path, data_dir) -> str:
-    task = spec.name.split("/")[1]
-    offline = f"{spec.name}_synthetic"
-    if spec.modality == "image":
+    builder, task = spec.name.split("/")
+    return (f"{spec.name} is real LAMOST data and is not prepared in {data_dir}; its manual "
+            f"download is missing.\n{manual_download(builder, task, manual)}"
+            f"  To run offline use --config.dataset={spec.name}_synthetic (simulated spectra, not "
+            "LAMOST data).")
+
+
+def manual_download(builder: str, task: str | None = None, manual=None) -> str:
+    """What the real configs of ``builder`` need and where it goes: the one text behind
+    ``DatasetNotFoundError`` and the builders' ``MANUAL_DOWNLOAD_INSTRUCTIONS``.
+
+    ``task`` None: v1 and v2; ``manual`` None: TFDS's default manual folder.
+    """
+    shown = ("v1", "v2") if task is None else (task,)
+    folder = DEFAULT_MANUAL_DIR if manual is None else f"{manual}/"
+    other = " (<data_dir>/downloads/manual/ for another --data_dir)" if manual is None else ""
+    if builder == IMAGE_BUILDER:
         what = (f"the Kaggle dataset {KAGGLE_DATASET} ({KAGGLE_URL}), e.g. "
                 f"`kaggle datasets download {KAGGLE_DATASET}`")
-        where = (f"{manual}/ (the file {KAGGLE_ZIP}, or the folder extracted from it "
-                 f"that holds AstroSpectra-MNIST-{task}/)")
+        where = (f"{folder}{other} (the file {KAGGLE_ZIP}, or the folder extracted from it that holds "
+                 f"{' or '.join(f'AstroSpectra-MNIST-{t}/' for t in shown)}; found at any depth; "
+                 "folders written by `python -m astrospectra_jax.convert` work too)")
     else:
-        what = (f"LAMOST low-resolution spectra (FITS) of the {task} classes "
-                f"({', '.join(tasks.CLASS_NAMES[task])}), from https://www.lamost.org/")
-        where = (f"{manual / FITS_SUBDIR / task}/ (the FITS files), or the "
-                 f"LineAstroSpectra-{task} folder written by `python -m astrospectra_jax.convert "
-                 f"fits` anywhere under {manual}/")
-    return (f"{spec.name} is real LAMOST data and is not prepared in {data_dir}; its manual "
-            f"download is missing.\n  What to download: {what}.\n  Where to put it: {where}.\n"
-            f"  To run offline use --config.dataset={offline} (simulated spectra, not LAMOST "
-            "data).")
+        classes = " or ".join(f"{t} ({', '.join(tasks.CLASS_NAMES[t])})" for t in shown)
+        subdirs = " or ".join(f"{folder}{FITS_SUBDIR}/{t}/" for t in shown)
+        where = (f"{subdirs} (the FITS files: DR1, DR8 or DR10 layout, .fits or "
+                 ".fits.gz, any sub-folders; labels from the headers, v1: CLASS "
+                 "STAR/GALAXY/QSO, v2: first letter of SUBCLASS F/G/K, other classes skipped; "
+                 f"split stratified, {tasks.DEFAULT_TEST_FRACTION:.0%} test, seed 0), or the "
+                 f"{' or '.join(f'LineAstroSpectra-{t}' for t in shown)} folder written by "
+                 f"`python -m astrospectra_jax.convert fits` anywhere under {folder}{other}")
+        what = (f"LAMOST low-resolution spectra (FITS) of the {classes} classes, from "
+                f"https://www.lamost.org/ (the Kaggle dataset {KAGGLE_URL} holds images only)")
+    return f"  What to download: {what}.\n  Where to put it: {where}.\n"

@@ -10,8 +10,8 @@ structure, never from its name or folder:
   ``COADD`` with columns FLUX, IVAR, WAVELENGTH, ANDMASK, ORMASK (and NORMALIZATION).
 
 Returns the shared ``spectrum.Spectrum`` record. Every failure (not FITS, truncated, not a
-LAMOST spectrum, no usable flux) is one ``SpectrumReadError`` (alias ``LamostReadError``) whose
-message names the file and the reason.
+LAMOST spectrum, no usable flux) is one ``SpectrumReadError`` whose message names the file
+and the reason.
 """
 
 from __future__ import annotations
@@ -30,10 +30,6 @@ _TABLE_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK")
 _MISSING_STRINGS = {"", "unknown", "null", "none", "nan", "-"}
 # LAMOST writes -9999 for an unmeasured number (e.g. Z of an unclassified spectrum).
 _MISSING_NUMBER = -9999.0
-
-# The names this module had before the record was shared with the SDSS reader.
-LamostReadError = SpectrumReadError
-LamostSpectrum = Spectrum
 
 
 def read_spectrum(path) -> Spectrum:

@@ -244,13 +244,26 @@ def split_paths(task_dir, split: str, task: str) -> tuple[epath.Path, epath.Path
     return csv_path, images
 
 
+def csv_rows(path) -> list[tuple[int, list[str]]]:
+    """A CSV file's non-blank rows as (line number, stripped cells): what both label readers,
+    ``read_labels`` (Kaggle CSVs) and ``sources.read_labels_csv`` (catalogues), read."""
+    text = epath.Path(path).read_text()
+    return [(number, [cell.strip() for cell in row])
+            for number, row in enumerate(csv.reader(text.splitlines()), 1)
+            if any(cell.strip() for cell in row)]
+
+
+def check_width(where: str, row: list[str], needed: int, *, expected) -> None:
+    """ValueError naming file and line (``where``) if ``row`` has fewer than ``needed`` cells."""
+    if len(row) < needed:
+        raise ValueError(f"{where}: {len(row)} columns, expected {expected}")
+
+
 def read_labels(csv_path, images_dir, task: str) -> list[tuple[str, int]]:
     """[(PNG file name, 0-based label)] in CSV order; checks that every image exists."""
     csv_path, images_dir = epath.Path(csv_path), epath.Path(images_dir)
     names = tasks.class_names(task)
-    rows = [(number, [cell.strip() for cell in row])
-            for number, row in enumerate(csv.reader(csv_path.read_text().splitlines()), 1)
-            if any(cell.strip() for cell in row)]
+    rows = csv_rows(csv_path)
     if not rows:
         raise ValueError(f"{csv_path}: no rows")
     files = {p.name for p in images_dir.iterdir()}
@@ -272,9 +285,8 @@ def read_labels(csv_path, images_dir, task: str) -> list[tuple[str, int]]:
     examples, seen = [], {}
     for number, row in data:
         where = f"{csv_path}, line {number}"
-        if len(row) <= max(file_col, label_col):
-            raise ValueError(f"{where}: {len(row)} columns, expected at least "
-                             f"{max(file_col, label_col) + 1}")
+        needed = max(file_col, label_col) + 1
+        check_width(where, row, needed, expected=f"at least {needed}")
         name = _as_file(row[file_col], files) or _png_name(row[file_col])
         if name not in files:
             raise FileNotFoundError(f"{where}: image {images_dir / name} not found")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import csv
 import dataclasses
 import functools
 import multiprocessing
@@ -31,11 +30,11 @@ from tqdm.auto import tqdm
 
 from astrospectra_jax.data import layout, readers, recipe, tasks
 from astrospectra_jax.data.layout import Examples
+from astrospectra_jax.data.tasks import DEFAULT_TEST_FRACTION
 
 SIMULATION_CHUNK = 2000
 # Default of `convert synthetic --workers` (each process peaks at ~1.3 GB for a 2000 chunk).
 SIMULATION_WORKERS = max(1, min(4, os.cpu_count() or 1))
-DEFAULT_TEST_FRACTION = 0.15
 
 _FITS_SUFFIXES = (".fits.gz", ".fits")
 
@@ -87,25 +86,19 @@ def read_labels_csv(path, task: str) -> dict[str, str]:
     name, id) and a label column (label, class, subclass, target, type). Labels are 1..3,
     class names, or (v2) MK subclasses.
     """
-    path = Path(path)
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = [h.strip().lower() for h in next(reader, [])]
-        key_col = next((header.index(c) for c in _KEY_COLUMNS if c in header), None)
-        label_col = next((header.index(c) for c in _LABEL_COLUMNS if c in header), None)
-        if key_col is None or label_col is None:
-            raise ValueError(
-                f"{path}: header {header} needs a key column (one of {', '.join(_KEY_COLUMNS)}) "
-                f"and a label column (one of {', '.join(_LABEL_COLUMNS)})")
-        labels_by_name = {}
-        for line_number, row in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) <= max(key_col, label_col):
-                raise ValueError(f"{path}, line {line_number}: {len(row)} columns, "
-                                 f"expected {len(header)}")
-            labels_by_name[_stem(row[key_col].strip())] = tasks.class_from_text(
-                task, row[label_col])
+    rows = layout.csv_rows(path)
+    header = [h.lower() for h in rows[0][1]] if rows else []
+    key_col = next((header.index(c) for c in _KEY_COLUMNS if c in header), None)
+    label_col = next((header.index(c) for c in _LABEL_COLUMNS if c in header), None)
+    if key_col is None or label_col is None:
+        raise ValueError(
+            f"{path}: header {header} needs a key column (one of {', '.join(_KEY_COLUMNS)}) "
+            f"and a label column (one of {', '.join(_LABEL_COLUMNS)})")
+    labels_by_name = {}
+    for line_number, row in rows[1:]:
+        layout.check_width(f"{path}, line {line_number}", row, max(key_col, label_col) + 1,
+                           expected=len(header))
+        labels_by_name[_stem(row[key_col])] = tasks.class_from_text(task, row[label_col])
     return labels_by_name
 
 

@@ -14,6 +14,8 @@ SPLITS = ("train", "test")
 # (train, test): the paper's sizes, and the small *_synthetic_mini datasets'.
 PAPER_SPLIT_SIZES = {"v1": (8000, 1000), "v2": (42454, 7546)}
 MINI_SPLIT_SIZES = (1200, 300)
+# A folder of labelled FITS files is split stratified, this share to test (seed 0 in the builder).
+DEFAULT_TEST_FRACTION = 0.15
 # Seed of the simulated datasets the TFDS builders make.
 SYNTHETIC_SEED = 0
 

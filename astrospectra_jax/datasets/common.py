@@ -64,6 +64,44 @@ def describe(base: str, config: AstroSpectraConfig) -> str:
     return f"{config.description}\n\n{base}"
 
 
+# The builder tests' synthetic configs: the *_synthetic_mini ones, and their split sizes.
+MINI_CONFIG_NAMES = [spec.name for spec in catalogue.CONFIGS if spec.name.endswith("_mini")]
+MINI_SPLITS = dict(zip(tasks.SPLITS, tasks.MINI_SPLIT_SIZES))
+
+
+def manual_instructions(builder: str) -> str:
+    """A builder's ``MANUAL_DOWNLOAD_INSTRUCTIONS``: the catalogue's text, then the offline way."""
+    return (f"Configs v1 and v2 are real LAMOST data, a manual download.\n"
+            f"{catalogue.manual_download(builder)}"
+            f"Offline, use the simulated configs {builder}/v1_synthetic or v2_synthetic "
+            "(not LAMOST data).\n")
+
+
+def dataset_info(builder: tfds.core.DatasetBuilder, base: str, feature,
+                 citation: str | None = None) -> tfds.core.DatasetInfo:
+    """A builder's ``_info``: ``feature`` (under the catalogue's name for it), label and id."""
+    config = builder.builder_config
+    name = catalogue.FEATURE[catalogue.MODALITY[builder.name]]
+    return tfds.core.DatasetInfo(
+        builder=builder,
+        description=describe(base, config),
+        features=tfds.features.FeaturesDict({
+            name: feature,
+            "label": tfds.features.ClassLabel(names=config.class_names),
+            "id": tfds.features.Text(),
+        }),
+        supervised_keys=(name, "label"),
+        homepage=catalogue.KAGGLE_URL,
+        citation=citation,
+    )
+
+
+def synthetic_splits(generate_examples, config: AstroSpectraConfig) -> dict:
+    """The split generators of a synthetic config: ``generate_examples(split, num=size)``."""
+    return {"train": generate_examples("train", num=config.num_train),
+            "test": generate_examples("test", num=config.num_test)}
+
+
 def manual_dir_of(dl_manager) -> epath.Path | None:
     """The download manager's manual folder, or None where it does not exist or is empty."""
     try:

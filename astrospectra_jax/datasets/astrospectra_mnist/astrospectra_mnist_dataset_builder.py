@@ -36,38 +36,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = common.RELEASE_NOTES
     BUILDER_CONFIGS = common.make_configs(
         "LAMOST DR1 spectra as images, from the Kaggle download (manual)")
-    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
-    Configs v1 and v2 need the Kaggle dataset {catalogue.KAGGLE_DATASET}:
-      {catalogue.KAGGLE_URL}
-    Download it (web page, or `kaggle datasets download {catalogue.KAGGLE_DATASET}`) and put
-    {catalogue.KAGGLE_ZIP} -- or the folder extracted from it -- into the manual folder,
-    {catalogue.DEFAULT_MANUAL_DIR} by default (<data_dir>/downloads/manual/ for another
-    --data_dir). The AstroSpectra-MNIST-v1 / AstroSpectra-MNIST-v2 folders are found at any
-    depth below it. Folders written by `python -m astrospectra_jax.convert` work too.
-    Offline, use the simulated configs astrospectra_mnist/v1_synthetic or v2_synthetic
-    (not LAMOST data).
-    """
+    MANUAL_DOWNLOAD_INSTRUCTIONS = common.manual_instructions(catalogue.IMAGE_BUILDER)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        config = self.builder_config
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=common.describe(_DESCRIPTION, config),
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=layout.IMAGE_SHAPE),
-                "label": tfds.features.ClassLabel(names=config.class_names),
-                "id": tfds.features.Text(),
-            }),
-            supervised_keys=("image", "label"),
-            homepage=catalogue.KAGGLE_URL,
-            citation=_CITATION,
-        )
+        return common.dataset_info(self, _DESCRIPTION,
+                                   tfds.features.Image(shape=layout.IMAGE_SHAPE),
+                                   citation=_CITATION)
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config = self.builder_config
         if config.synthetic:
-            return {"train": self._generate_examples("train", num=config.num_train),
-                    "test": self._generate_examples("test", num=config.num_test)}
+            return common.synthetic_splits(self._generate_examples, config)
         task_dir = self._locate(dl_manager, config.task)
         for split in tasks.SPLITS:  # fail before writing anything
             layout.split_paths(task_dir, split, config.task)

@@ -3,6 +3,7 @@ Kaggle layout with awkward CSVs), the synthetic ones at their mini sizes."""
 
 import tensorflow_datasets as tfds
 
+from astrospectra_jax.datasets import common
 from astrospectra_jax.datasets.astrospectra_mnist import (
     astrospectra_mnist_dataset_builder as module)
 
@@ -15,8 +16,8 @@ class RealConfigsTest(tfds.testing.DatasetBuilderTestCase):
 
 class SyntheticMiniConfigsTest(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = module.Builder
-    BUILDER_CONFIG_NAMES_TO_TEST = ["v1_synthetic_mini", "v2_synthetic_mini"]
-    SPLITS = {"train": 1200, "test": 300}
+    BUILDER_CONFIG_NAMES_TO_TEST = common.MINI_CONFIG_NAMES
+    SPLITS = common.MINI_SPLITS
 
 
 if __name__ == "__main__":

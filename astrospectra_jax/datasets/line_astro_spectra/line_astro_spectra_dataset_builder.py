@@ -29,41 +29,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = common.RELEASE_NOTES
     BUILDER_CONFIGS = common.make_configs(
         "LAMOST spectra as line vectors, from FITS files or converter output (manual)")
-    MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
-    Configs v1 and v2 are made from LAMOST low-resolution spectra that you provide in the
-    manual folder, {catalogue.DEFAULT_MANUAL_DIR} by default (<data_dir>/downloads/manual/ for
-    another --data_dir), in one of two forms:
-      1. FITS files (DR1, DR8 or DR10 layout, .fits or .fits.gz, any sub-folders) in
-         {catalogue.FITS_SUBDIR}/v1/ or {catalogue.FITS_SUBDIR}/v2/. Labels come from the headers (v1: CLASS
-         STAR/GALAXY/QSO; v2: first letter of SUBCLASS F/G/K; other classes are skipped);
-         the train/test split is stratified, {sources.DEFAULT_TEST_FRACTION:.0%} test, seed 0.
-      2. The folder LineAstroSpectra/LineAstroSpectra-v1 (or -v2) written by
-         `python -m astrospectra_jax.convert fits ...` (found at any depth).
-    LAMOST spectra are public: https://www.lamost.org/ (data release archives). The
-    AstroSpectra-MNIST Kaggle dataset ({catalogue.KAGGLE_URL}) holds images only.
-    Offline, use the simulated configs line_astro_spectra/v1_synthetic or v2_synthetic
-    (not LAMOST data).
-    """
+    MANUAL_DOWNLOAD_INSTRUCTIONS = common.manual_instructions(catalogue.LINE_BUILDER)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        config = self.builder_config
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=common.describe(_DESCRIPTION, config),
-            features=tfds.features.FeaturesDict({
-                "spectrum": tfds.features.Tensor(shape=(recipe.LINE_SIZE,), dtype=np.float32),
-                "label": tfds.features.ClassLabel(names=config.class_names),
-                "id": tfds.features.Text(),
-            }),
-            supervised_keys=("spectrum", "label"),
-            homepage=catalogue.KAGGLE_URL,
-        )
+        return common.dataset_info(
+            self, _DESCRIPTION,
+            tfds.features.Tensor(shape=(recipe.LINE_SIZE,), dtype=np.float32))
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config = self.builder_config
         if config.synthetic:
-            return {"train": self._generate_examples("train", num=config.num_train),
-                    "test": self._generate_examples("test", num=config.num_test)}
+            return common.synthetic_splits(self._generate_examples, config)
         manual = common.manual_dir_of(dl_manager)
         source = None if manual is None else catalogue.find_line_download(manual, config.task)
         if source is None:

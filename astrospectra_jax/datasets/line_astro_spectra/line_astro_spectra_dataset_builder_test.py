@@ -3,6 +3,7 @@ DR8-layout FITS files in dummy_data/, the synthetic configs at their mini sizes.
 
 import tensorflow_datasets as tfds
 
+from astrospectra_jax.datasets import common
 from astrospectra_jax.datasets.line_astro_spectra import (
     line_astro_spectra_dataset_builder as module)
 
@@ -16,8 +17,8 @@ class RealConfigsTest(tfds.testing.DatasetBuilderTestCase):
 
 class SyntheticMiniConfigsTest(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = module.Builder
-    BUILDER_CONFIG_NAMES_TO_TEST = ["v1_synthetic_mini", "v2_synthetic_mini"]
-    SPLITS = {"train": 1200, "test": 300}
+    BUILDER_CONFIG_NAMES_TO_TEST = common.MINI_CONFIG_NAMES
+    SPLITS = common.MINI_SPLITS
 
 
 if __name__ == "__main__":
