@@ -64,9 +64,15 @@ def describe(base: str, config: AstroSpectraConfig) -> str:
     return f"{config.description}\n\n{base}"
 
 
-# The builder tests' synthetic configs: the *_synthetic_mini ones, and their split sizes.
-MINI_CONFIG_NAMES = [spec.name for spec in catalogue.CONFIGS if spec.name.endswith("_mini")]
-MINI_SPLITS = dict(zip(tasks.SPLITS, tasks.MINI_SPLIT_SIZES))
+def synthetic_mini_test(builder_cls) -> type:
+    """TFDS's own builder checks on the ``*_synthetic_mini`` configs of ``builder_cls``: a test
+    class for the builder's ``*_test.py`` (``tfds.testing`` loads on this call only)."""
+    return type("SyntheticMiniConfigsTest", (tfds.testing.DatasetBuilderTestCase,), {
+        "DATASET_CLASS": builder_cls,
+        "BUILDER_CONFIG_NAMES_TO_TEST": [spec.name for spec in catalogue.CONFIGS
+                                         if spec.name.endswith("_mini")],
+        "SPLITS": dict(zip(tasks.SPLITS, tasks.MINI_SPLIT_SIZES)),
+    })
 
 
 def manual_instructions(builder: str) -> str:

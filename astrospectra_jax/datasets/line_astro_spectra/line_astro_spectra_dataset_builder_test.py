@@ -15,10 +15,7 @@ class RealConfigsTest(tfds.testing.DatasetBuilderTestCase):
     SPLITS = {"train": 17, "test": 3}
 
 
-class SyntheticMiniConfigsTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = module.Builder
-    BUILDER_CONFIG_NAMES_TO_TEST = common.MINI_CONFIG_NAMES
-    SPLITS = common.MINI_SPLITS
+SyntheticMiniConfigsTest = common.synthetic_mini_test(module.Builder)
 
 
 if __name__ == "__main__":
