@@ -168,8 +168,7 @@ def load(config, spec: catalogue.DatasetSpec, mesh, chunk: int,
                 StreamedEvalSplit(config, feature_key, test[1], mesh))
     train: Any = ((splits.train_features, splits.train_labels) if splits is not None else
                   catalogue.load_arrays(config.dataset, "train", data_dir=config.data_dir))
-    steps_per_epoch = steps_per_epoch(config, len(train[1]))
-    return (ResidentTrainSplit(*train, mesh, steps_per_epoch),
+    return (ResidentTrainSplit(*train, mesh, steps_per_epoch(config, len(train[1]))),
             ResidentEvalSplit(*test, mesh, config.batch_size))
 
 
