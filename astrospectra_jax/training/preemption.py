@@ -1,9 +1,10 @@
 """Preemption: SIGTERM stops training at a chunk boundary that every process agrees on.
 
-Single process: SIGTERM sets a flag (``interrupts.sigterm_sets``) and the loop checkpoints at
-the next chunk boundary. Several processes: JAX's preemption sync point
-(``multihost_utils.reached_preemption_sync_point``, the coordination service's own SIGTERM
-notice) names one chunk boundary, the same on every process, with no collective of ours.
+SIGTERM sets a flag (``interrupts.sigterm_sets``); at each chunk boundary the processes agree
+whether any of them was asked to stop (one small allgather with several processes), and all
+checkpoint that boundary and stop. JAX's own preemption sync point
+(``multihost_utils.reached_preemption_sync_point``) was tried: it names a boundary some time
+after the notice, which with short runs can fall after the last step (no checkpoint).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 from collections.abc import Iterator
 
 import jax
+import numpy as np
 
 from astrospectra_jax import interrupts
 
@@ -26,27 +28,23 @@ class Preempted(Exception):  # noqa: N818 - a stop, not an error
 
 
 class Preemption:
-    """``reached(boundary)``, called at every chunk boundary (0, 1, 2, ... in this process's
-    run), is True at the boundary where every process stops."""
+    """``reached(boundary)``, called at every chunk boundary, is True on every process at the
+    boundary where they stop."""
 
     def __init__(self, requested):
         self.requested = requested
 
     def reached(self, boundary: int) -> bool:
+        flag = self.requested.is_set()
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
-            return multihost_utils.reached_preemption_sync_point(boundary)
-        return self.requested is not None and self.requested.is_set()
+            flag = bool(np.max(multihost_utils.process_allgather(np.int32(flag))))
+        return flag
 
 
 @contextlib.contextmanager
 def watch() -> Iterator[Preemption]:
-    """Within the block SIGTERM requests a preemption instead of raising. Several processes:
-    JAX's coordination service holds SIGTERM since ``jax.distributed.initialize``, and no
-    Python handler is installed over it."""
-    if jax.process_count() > 1:
-        yield Preemption(None)
-        return
+    """Within the block SIGTERM requests a preemption instead of raising."""
     with interrupts.sigterm_sets() as requested:
         yield Preemption(requested)
