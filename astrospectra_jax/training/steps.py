@@ -107,6 +107,29 @@ class Steps(NamedTuple):
     eval_batch: Callable  # (state or model, features, labels, mask, index) -> sums, predictions
 
 
+def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch):
+    """The (unjitted) evaluation step of ``make_steps``."""
+
+    def eval_batch(state, features, labels, mask, index):
+        """Sum of loss, number correct and the predictions of batch ``index`` of a padded split;
+        ``state`` a TrainState or its ``model()`` items."""
+        state = state.model() if isinstance(state, TrainState) else state
+        features, labels, mask = (jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size)
+                                  for a in (features, labels, mask))
+        features = jax.lax.with_sharding_constraint(features, on_batch)
+        x = input_pipeline.preprocess(features, **prep)
+        model = nnx.merge(graphdef, state["params"], state["model_state"], copy=True)
+        model.eval()
+        logits = model(x)
+        mask = mask.astype(jnp.float32)
+        loss_sum = (cross_entropy(logits, labels) * mask).sum()
+        predictions = jnp.argmax(logits, -1).astype(jnp.int32)
+        correct = ((predictions == labels) * mask).sum()
+        return loss_sum, correct, predictions
+
+    return eval_batch
+
+
 def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train: int,
                steps_per_call: int) -> Steps:
     """The jitted training chunks, data order and evaluation step of a run."""
@@ -181,24 +204,8 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
         return scan_steps(lambda state, batch: train_step(state, *batch, end_step), state,
                           (features, labels), length=chunk)
 
-    def eval_batch(state, features, labels, mask, index):
-        """Sum of loss, number correct and the predictions of batch ``index`` of a padded split;
-        ``state`` a TrainState or its ``model()`` items."""
-        state = state.model() if isinstance(state, TrainState) else state
-        features, labels, mask = (jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size)
-                                  for a in (features, labels, mask))
-        features = jax.lax.with_sharding_constraint(features, on_batch)
-        x = input_pipeline.preprocess(features, **prep)
-        model = nnx.merge(graphdef, state["params"], state["model_state"], copy=True)
-        model.eval()
-        logits = model(x)
-        mask = mask.astype(jnp.float32)
-        loss_sum = (cross_entropy(logits, labels) * mask).sum()
-        predictions = jnp.argmax(logits, -1).astype(jnp.int32)
-        correct = ((predictions == labels) * mask).sum()
-        return loss_sum, correct, predictions
-
     train_jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=replicated)  # noqa: E731
     return Steps(device_chunk=train_jit(device_chunk), stream_chunk=train_jit(stream_chunk),
                  epoch_permutations=jax.jit(epoch_permutations, out_shardings=replicated),
-                 eval_batch=jax.jit(eval_batch, out_shardings=replicated))
+                 eval_batch=jax.jit(_eval_batch(graphdef, batch_size, prep, on_batch),
+                                    out_shardings=replicated))
