@@ -249,7 +249,10 @@ def _run(config, workdir: str) -> int:
     from astrospectra_jax.training import checkpointing, train
 
     try:
-        results = train.train_and_evaluate(config, workdir)
+        train.train_and_evaluate(config, workdir)
+    except train.Preempted as stopped:
+        print(stopped, flush=True)
+        return interrupts.EXIT_PREEMPTED
     except train.ConfigError as error:
         raise _Refused(str(error), interrupts.EXIT_USAGE) from error
     except (train.NonFiniteLossError, catalogue.DatasetNotFoundError,
@@ -260,10 +263,6 @@ def _run(config, workdir: str) -> int:
     except OSError as error:  # disk full, permissions: name the file
         raise _Refused(f"{error.strerror or error}: {error.filename or workdir}"
                        if error.strerror else str(error)) from error
-    if results.get("preempted"):
-        print(f"Preempted (SIGTERM): checkpoint saved at step {results['step']} in "
-              f"{results['checkpoint_dir']}; rerun the same command to resume.", flush=True)
-        return interrupts.EXIT_PREEMPTED
     return 0
 
 

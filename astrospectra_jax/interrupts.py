@@ -1,7 +1,16 @@
-"""Ctrl-C and SIGTERM as one exception, and the exit codes the command lines use for them.
+"""Every SIGINT and SIGTERM handler of the project, and the exit codes the command lines use.
 
-``Terminated`` subclasses KeyboardInterrupt, so every cleanup written for Ctrl-C (temporary
-folders removed, worker processes stopped) also runs on a scheduler's SIGTERM.
+No other module calls ``signal.signal``: the entry points (main.py for training and the
+classical grid, suite.py, convert.py, predict.py) and the worker pools take their handling from
+here.
+
+- ``sigterm_raises``: SIGTERM raises ``Terminated`` (a KeyboardInterrupt), so every cleanup
+  written for Ctrl-C (temporary folders removed, worker processes stopped) also runs on a
+  scheduler's SIGTERM.
+- ``sigterm_sets``: SIGTERM only sets a flag (training: checkpoint at the next chunk boundary,
+  then exit ``EXIT_PREEMPTED``).
+- ``sigint_ignored`` / ``ignore_sigint``: worker pools ignore Ctrl-C (it reaches the whole
+  process group); their parent alone decides, and stops them.
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 
 EXIT_ERROR = 1  # the run failed (bad data, full disk, non-finite loss ...)
 EXIT_USAGE = 2  # bad command line or config: nothing was started
@@ -25,17 +35,42 @@ def _raise_terminated(signum, frame):
 
 
 @contextlib.contextmanager
-def sigterm_raises():
-    """Within the block, SIGTERM raises ``Terminated`` in the main thread (as Ctrl-C raises
-    KeyboardInterrupt) instead of killing the process before its cleanup runs."""
+def _handler(signum: int, handler) -> Iterator[None]:
+    """``handler`` for ``signum`` within the block (main thread only: elsewhere Python cannot
+    install handlers, and the block runs with the process's own)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signum, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signum, previous)
+
+
+def sigterm_raises():
+    """Within the block, SIGTERM raises ``Terminated`` in the main thread (as Ctrl-C raises
+    KeyboardInterrupt) instead of killing the process before its cleanup runs."""
+    return _handler(signal.SIGTERM, _raise_terminated)
+
+
+@contextlib.contextmanager
+def sigterm_sets() -> Iterator[threading.Event]:
+    """Within the block, SIGTERM sets the yielded event instead of raising."""
+    requested = threading.Event()
+    with _handler(signal.SIGTERM, lambda *_: requested.set()):
+        yield requested
+
+
+def sigint_ignored():
+    """Within the block Ctrl-C is ignored; processes started in it inherit that from their
+    first instruction (worker pools)."""
+    return _handler(signal.SIGINT, signal.SIG_IGN)
+
+
+def ignore_sigint() -> None:
+    """A worker pool's initializer: this process ignores Ctrl-C for good."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def describe(stop: BaseException) -> str:

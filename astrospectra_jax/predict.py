@@ -56,7 +56,7 @@ class TrainedModel:
     config: object  # ml_collections.ConfigDict
     spec: catalogue.DatasetSpec
     graphdef: object
-    state: dict
+    model: dict  # {"params", "model_state"}: the checkpoint's model items, on the devices
     step: int
 
 
@@ -84,7 +84,7 @@ def load_run(workdir) -> TrainedModel:
     """The model of a run with the weights of its latest checkpoint, on the devices."""
     import ml_collections
 
-    from astrospectra_jax.training import checkpointing, sharding, steps
+    from astrospectra_jax.training import checkpointing, sharding, state
 
     workdir = Path(workdir)
     config = ml_collections.ConfigDict(run_config(workdir))
@@ -95,16 +95,15 @@ def load_run(workdir) -> TrainedModel:
     if not checkpoints.is_dir():
         raise RunError(f"{checkpoints}: no checkpoints folder; train the run first")
     mesh = sharding.make_mesh()
-    tx, _ = steps.make_optimizer(config, 1)  # the optimizer state's structure, to restore into
-    graphdef, state = steps.init_state(config, spec, tx, mesh)
+    graphdef, model = state.init_model(config, spec, mesh)  # the layout to restore into
     manager = checkpointing.open_manager(checkpoints, config.keep_checkpoints, read_only=True)
     try:
-        state, step = checkpointing.restore_latest(manager, state, read_only=True)
+        model, step = checkpointing.restore_latest(manager, model, read_only=True)
     finally:
         manager.close()
     if step is None:
         raise RunError(f"{checkpoints}: no complete checkpoint yet")
-    return TrainedModel(config, spec, graphdef, state, step)
+    return TrainedModel(config, spec, graphdef, model, step)
 
 
 # ----------------------------------------------------------------------------- prediction
@@ -131,13 +130,12 @@ def predict_probabilities(run: TrainedModel, features: np.ndarray,
         return jax.nn.softmax(model(input_pipeline.preprocess(batch, **prep)).astype("float32"))
 
     out = []
+    padded, _, _ = input_pipeline.pad_to_batches(features, np.zeros(len(features), np.int32),
+                                                 batch_size)
     starts = range(0, len(features), batch_size)
     for start in tqdm(starts, desc="predicting", unit="batch", disable=not progress):
-        batch = features[start:start + batch_size]
-        padded = np.concatenate([batch, np.zeros((batch_size - len(batch), *batch.shape[1:]),
-                                                 batch.dtype)])
-        out.append(probabilities(run.state["params"], run.state["model_state"],
-                                 sharding.global_batch(padded, mesh)))
+        out.append(probabilities(run.model["params"], run.model["model_state"],
+                                 sharding.global_batch(padded[start:start + batch_size], mesh)))
     return np.concatenate([np.asarray(jax.device_get(p)) for p in out])[:len(features)]
 
 

@@ -242,3 +242,16 @@ def read_metrics(path: str | Path) -> list[MetricsLine]:
         if isinstance(record, dict) and "split" in record and "step" in record:
             records.append(record)
     return records
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The commit checked out where ``path`` (default: this package) lies; None outside git."""
+    import subprocess
+
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(path or __file__).resolve().parent, timeout=10,
+                                env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None

@@ -28,7 +28,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -403,10 +402,6 @@ def format_summary(summary: dict) -> str:
 
 # ----------------------------------------------------------------------------- command line
 
-def _stop(signum, frame):
-    raise KeyboardInterrupt
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m astrospectra_jax.suite",
@@ -459,9 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run in runs:
             print(f"{label[run.state()]} {shlex.join(run.command)}")
         return 0
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop)  # a scheduler's SIGTERM stops like Ctrl-C
-    summary = execute(runs, progress=not args.no_progress)
+    with interrupts.sigterm_raises():  # a scheduler's SIGTERM stops like Ctrl-C
+        summary = execute(runs, progress=not args.no_progress)
     print(format_summary(summary), flush=True)
     if summary.get("interrupted"):
         return 130

@@ -435,12 +435,13 @@ def torch_compile_rates(row: dict, sizes: Sizes) -> dict:
 
 def _epoch_state(name: str, size: int, batch: int, dtype: str, features, labels):
     """The project's compiled chunk over a resident split, and a function running one epoch
-    the way ``train._train_loop`` does (chunks ending at multiples of steps_per_call, the
+    the way ``loop.train`` does (chunks ending at multiples of steps_per_call, the
     last one's extra steps no-ops); returns (run_epoch, compile_s)."""
     import jax
 
     from astrospectra_jax.data import catalogue
-    from astrospectra_jax.training import sharding, steps as training_steps, train
+    from astrospectra_jax.training import inputs, sharding, steps as training_steps
+    from astrospectra_jax.training import state as training_state
     from benchmarks import throughput
 
     config = throughput.make_config(name, size, batch, dtype)
@@ -449,13 +450,13 @@ def _epoch_state(name: str, size: int, batch: int, dtype: str, features, labels)
     chunk = training_steps.resolve_steps_per_call(config)
     steps_per_epoch = len(labels) // batch
     tx, _ = training_steps.make_optimizer(config, steps_per_epoch)
-    graphdef, state = training_steps.init_state(config, spec, tx, mesh)
+    graphdef, state = training_state.init_state(config, spec, tx, mesh)
     compiled = training_steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch,
                                          len(labels), chunk)
     data = (sharding.put_replicated(features, mesh), sharding.put_replicated(labels, mesh))
-    permutations = train.EpochPermutations(compiled["epoch_permutations"], steps_per_epoch)
+    permutations = inputs.EpochPermutations(compiled.epoch_permutations, steps_per_epoch)
     began = time.perf_counter()
-    train_chunk = compiled["device_chunk"].lower(state, *data, permutations(0),
+    train_chunk = compiled.device_chunk.lower(state, *data, permutations(0),
                                                  np.int32(0)).compile()
     compile_s = time.perf_counter() - began
     holder = {"state": train_chunk(state, *data, permutations(0), np.int32(0))[0]}  # warm-up,

@@ -35,6 +35,8 @@ if str(REPO) not in sys.path:
 from astrospectra_jax import models
 from astrospectra_jax.data import catalogue  # noqa: E402
 from astrospectra_jax.training import input_pipeline, sharding, train
+from astrospectra_jax.training import inputs
+from astrospectra_jax.training import state as training_state
 from astrospectra_jax.training import steps as training_steps
 from benchmarks.throughput import FOREVER, environment, make_config  # noqa: E402
 
@@ -51,14 +53,14 @@ def measure(name: str, args, data_dir: str) -> dict:
     chunk = training_steps.resolve_steps_per_call(config)
     steps_per_epoch = input_pipeline.steps_per_epoch(len(labels), config.batch_size)
     tx, _ = training_steps.make_optimizer(config, steps_per_epoch)
-    graphdef, state = training_steps.init_state(config, spec, tx, mesh)
+    graphdef, state = training_state.init_state(config, spec, tx, mesh)
     steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, len(labels),
                              chunk)
 
     resident = (sharding.put_replicated(features, mesh),
                 sharding.put_replicated(labels, mesh))
-    permutations = train.EpochPermutations(steps["epoch_permutations"], steps_per_epoch)
-    device_chunk = steps["device_chunk"].lower(state, *resident, permutations(0),
+    permutations = inputs.EpochPermutations(steps.epoch_permutations, steps_per_epoch)
+    device_chunk = steps.device_chunk.lower(state, *resident, permutations(0),
                                                FOREVER).compile()
 
     feature_key = "image" if spec.modality == "image" else "spectrum"
@@ -73,7 +75,7 @@ def measure(name: str, args, data_dir: str) -> dict:
                 sharding.global_batch(np.stack([l for _, l in stacked]), mesh, 1))
 
     example = next_chunk()
-    stream_chunk = steps["stream_chunk"].lower(state, *example, FOREVER).compile()
+    stream_chunk = steps.stream_chunk.lower(state, *example, FOREVER).compile()
     states = {"device": state, "tfdata": jax.tree.map(lambda a: a.copy(), state)}
     device_step = [0]
 

@@ -125,6 +125,7 @@ def fit_predict_deep(name: str, task: str, sim, real_flux, epochs: int, seed: in
 
     from astrospectra_jax.data import catalogue
     from astrospectra_jax.training import input_pipeline, sharding, steps
+    from astrospectra_jax.training import state as training_state
 
     module = f"configs.{task}_simplecnn2" if name == "simplecnn2" else f"configs.line_{task}_conv1d"
     config = importlib.import_module(module).get_config()
@@ -135,19 +136,19 @@ def fit_predict_deep(name: str, task: str, sim, real_flux, epochs: int, seed: in
     n = len(sim.labels)
     steps_per_epoch = input_pipeline.steps_per_epoch(n, config.batch_size)
     tx, _ = steps.make_optimizer(config, steps_per_epoch)
-    graphdef, state = steps.init_state(config, spec, tx, mesh)
+    graphdef, state = training_state.init_state(config, spec, tx, mesh)
     fns = steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, n, 1)
     train = (sharding.put_replicated(features_for(spec.modality, sim.flux), mesh),
              sharding.put_replicated(sim.labels.astype(np.int32), mesh))
     total = epochs * steps_per_epoch
     for epoch in range(epochs):
-        permutations = fns["epoch_permutations"](np.int32(epoch))
+        permutations = fns.epoch_permutations(np.int32(epoch))
         for _ in range(steps_per_epoch):
-            state, _ = fns["device_chunk"](state, *train, permutations, np.int32(total))
+            state, _ = fns.device_chunk(state, *train, permutations, np.int32(total))
     padded = input_pipeline.pad_to_batches(features_for(spec.modality, real_flux),
                                            np.zeros(len(real_flux), np.int32), config.batch_size)
     test = tuple(sharding.put_replicated(a, mesh) for a in padded)
-    outputs = [fns["eval_batch"](state, *test, np.int32(i))
+    outputs = [fns.eval_batch(state, *test, np.int32(i))
                for i in range(len(padded[1]) // config.batch_size)]
     return np.concatenate([np.asarray(jax.device_get(p)) for _, _, p in outputs])[:len(real_flux)]
 

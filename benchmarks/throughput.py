@@ -44,6 +44,8 @@ if str(REPO) not in sys.path:
 from astrospectra_jax import models
 from astrospectra_jax.data import catalogue  # noqa: E402
 from astrospectra_jax.training import input_pipeline, sharding, train
+from astrospectra_jax.training import inputs
+from astrospectra_jax.training import state as training_state
 from astrospectra_jax.training import steps as training_steps
 from configs.base import get_base_config  # noqa: E402
 
@@ -130,7 +132,7 @@ def jax_runner(config, features: np.ndarray, labels: np.ndarray, *, mesh=None,
     batch_size = config.batch_size
     steps_per_epoch = input_pipeline.steps_per_epoch(len(labels), batch_size)
     tx, _ = training_steps.make_optimizer(config, steps_per_epoch)
-    graphdef, state = training_steps.init_state(config, spec, tx, mesh)
+    graphdef, state = training_state.init_state(config, spec, tx, mesh)
     steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch, len(labels),
                              chunk)
     train_data = (sharding.put_replicated(features, mesh),
@@ -142,11 +144,11 @@ def jax_runner(config, features: np.ndarray, labels: np.ndarray, *, mesh=None,
 
     # As in train_and_evaluate: each epoch's data order is computed once, outside the chunk
     # (its cost is part of the timed steps).
-    permutations = train.EpochPermutations(steps["epoch_permutations"], steps_per_epoch)
+    permutations = inputs.EpochPermutations(steps.epoch_permutations, steps_per_epoch)
     began = time.perf_counter()
-    train_chunk = steps["device_chunk"].lower(state, *train_data, permutations(0),
+    train_chunk = steps.device_chunk.lower(state, *train_data, permutations(0),
                                               FOREVER).compile()
-    eval_step = steps["eval_batch"].lower(state, *test, np.int32(0)).compile()
+    eval_step = steps.eval_batch.lower(state, *test, np.int32(0)).compile()
     compile_s = time.perf_counter() - began
     train_flops, eval_flops = reference_flops(config, spec, tx, mesh, steps_per_epoch,
                                               len(labels), chunk, state, train_data,
@@ -182,8 +184,8 @@ def reference_flops(config, spec, tx, mesh, steps_per_epoch, num_examples, chunk
     graphdef = nnx.graphdef(nnx_abstract_model(config, spec))  # the state fits either kernels
     steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch,
                                       num_examples, chunk)
-    train_lowered = steps["device_chunk"].lower(state, *train_data, permutation, FOREVER)
-    eval_lowered = steps["eval_batch"].lower(state, *test, np.int32(0))
+    train_lowered = steps.device_chunk.lower(state, *train_data, permutation, FOREVER)
+    eval_lowered = steps.eval_batch.lower(state, *test, np.int32(0))
     return cost_flops(train_lowered), cost_flops(eval_lowered)
 
 

@@ -4,7 +4,7 @@ MODE ``train``: trains a tiny model on in-memory arrays in ``OUT/run`` (resuming
 checkpoint is), process 0 then saves the final state to ``OUT/state.npz`` and the results to
 ``OUT/results.json``. With ``--preempt-at STEP`` the last process sends itself SIGTERM when the
 checkpoint of STEP is saved (the loop's preemption path: every process stops at one step).
-MODE ``tfdata``: writes this process's rows of the first two global tf.data batches to
+MODE ``tfdata``: writes the labels and example ids this process reads over one tf.data epoch to
 ``OUT/tfdata_<process>.npz``.
 """
 
@@ -41,7 +41,7 @@ def train(args, out: Path) -> None:
     import jax
     import numpy as np
 
-    from astrospectra_jax.training import checkpointing, train as training
+    from astrospectra_jax.training import checkpointing, loop, train as training
     from configs.base import get_base_config
 
     config = get_base_config()
@@ -56,27 +56,30 @@ def train(args, out: Path) -> None:
     if args.preempt_at and jax.process_index() == jax.process_count() - 1:
         save = checkpointing.save
 
-        def save_then_preempt(manager, step, state):
-            save(manager, step, state)
-            if step == args.preempt_at:
+        def save_then_preempt(manager, state, progress):
+            save(manager, state, progress)
+            if progress["step"] == args.preempt_at:
                 os.kill(os.getpid(), signal.SIGTERM)
 
         checkpointing.save = save_then_preempt
     final = {}
-    run_loop = training._train_loop
+    run_loop = loop.train
 
     def keep_final_state(*loop_args, **kwargs):
         outcome = run_loop(*loop_args, **kwargs)
-        final.update(outcome)
+        final["state"] = outcome.state
         return outcome
 
-    training._train_loop = keep_final_state
-    results = training.train_and_evaluate(config, str(out / "run"), splits=tiny_splits())
+    loop.train = keep_final_state
+    try:
+        results = training.train_and_evaluate(config, str(out / "run"), splits=tiny_splits())
+    except training.Preempted as stopped:
+        results = {"preempted": True, "step": stopped.step}
     if jax.process_index() == 0:
         summary = {"preempted": bool(results.get("preempted")), "step": results.get("step"),
                    "processes": jax.process_count(), "devices": jax.device_count()}
         if not results.get("preempted"):
-            leaves = jax.tree.leaves(jax.device_get(final["state"]["params"]))
+            leaves = jax.tree.leaves(jax.device_get(final["state"].params))
             np.savez(out / "state.npz", *[np.asarray(leaf) for leaf in leaves])
             summary.update(accuracy=results["accuracy"], test_loss=results["test_loss"],
                            resumed_from=results["resumed_from_step"])
@@ -90,14 +93,30 @@ def tfdata(out: Path) -> None:
 
     from astrospectra_jax.training import input_pipeline
 
+    import tensorflow_datasets as tfds
+
     splits = tiny_splits()
-    input_pipeline._tf_dataset = lambda *_args, **_kw: tf.data.Dataset.from_tensor_slices(
-        (splits.train_features, splits.train_labels))
+    ids = np.arange(NUM_TRAIN, dtype=np.uint8)  # stamped into the first pixel of each example
+    features = splits.train_features.copy()
+    features[:, 0, 0, 0] = ids
+
+    def tf_dataset(name, split, data_dir, feature_key):  # the part of the split asked for
+        examples = tf.data.Dataset.from_tensor_slices((features, splits.train_labels))
+        if split == "train":
+            return examples
+        index = tfds.even_splits("train", jax.process_count(), drop_remainder=True).index(split)
+        part = NUM_TRAIN // jax.process_count()
+        return examples.skip(index * part).take(part)
+
+    input_pipeline._tf_dataset = tf_dataset
     batches = input_pipeline.tfdata_train_batches(
         "unused", data_dir=None, feature_key="image", batch_size=BATCH, seed=0, start_step=0,
         steps_per_epoch=NUM_TRAIN // BATCH, shuffle_buffer=NUM_TRAIN)
-    (f0, l0), (f1, l1) = next(batches), next(batches)
-    np.savez(out / f"tfdata_{jax.process_index()}.npz", f0=f0, l0=l0, f1=f1, l1=l1)
+    epoch = [next(batches) for _ in range(NUM_TRAIN // BATCH)]
+    np.savez(out / f"tfdata_{jax.process_index()}.npz",
+             ids=np.concatenate([f[:, 0, 0, 0] for f, _ in epoch]),
+             labels=np.concatenate([labels for _, labels in epoch]),
+             rows=np.array([len(f) for f, _ in epoch]))
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from astrospectra_jax import convert
 from astrospectra_jax.classical import grid, store
 from astrospectra_jax.data import layout
 from astrospectra_jax.training import checkpointing
+from astrospectra_jax.training.state import TrainState
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = str(REPO / "configs" / "quickstart.py")
@@ -217,21 +218,25 @@ def test_full_disk_during_conversion_keeps_the_previous_output(tmp_path, monkeyp
 
 # ----------------------------------------------------------------------------- checkpoints
 
-# A failed restore leaves TensorStore reads that report into a closed event loop; main.py drops
-# those reports (checkpointing._quiet_abandoned_reads), but pytest swaps the hook per test.
+# A failed restore may leave TensorStore reads that report into a closed event loop.
 _closed_loop_reports = pytest.mark.filterwarnings(
     "ignore:(?s).*Event loop is closed:pytest.PytestUnraisableExceptionWarning")
 
 
-def tiny_state(value: float) -> dict:
-    return {"step": jnp.int32(value), "params": {"w": jnp.full((64, 64), value, jnp.float32)}}
+def tiny_state(value: float, size: int = 64) -> TrainState:
+    return TrainState(jnp.int32(value), {"w": jnp.full((size, size), value, jnp.float32)},
+                      {"count": jnp.int32(value)}, {"mu": jnp.full((size,), value, jnp.float32)})
+
+
+def save(manager, step: int, state: TrainState) -> None:
+    checkpointing.save(manager, state, {"step": step})
 
 
 @_closed_loop_reports
 def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     manager = checkpointing.open_manager(tmp_path / "checkpoints", keep=3)
     for step in (1, 2):
-        checkpointing.save(manager, step, tiny_state(step))
+        save(manager, step, tiny_state(step))
     checkpointing.finish(manager, 2)
     manager.close()
     for path in (tmp_path / "checkpoints" / "2").rglob("*"):
@@ -240,11 +245,11 @@ def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
 
     manager = checkpointing.open_manager(tmp_path / "checkpoints", keep=3)
     state, step = checkpointing.restore_latest(manager, tiny_state(0))
-    assert step == 1 and float(state["params"]["w"][0, 0]) == 1.0
+    assert step == 1 and float(state.params["w"][0, 0]) == 1.0 and int(state.step) == 1
     assert manager.latest_step() == 1
     moved = list((tmp_path / checkpointing.UNREADABLE_DIR).iterdir())
     assert [p.name.split("-")[0] for p in moved] == ["2"]
-    checkpointing.save(manager, 2, tiny_state(5))  # the step can be saved again
+    save(manager, 2, tiny_state(5))  # the step can be saved again
     checkpointing.finish(manager, 2)
     assert manager.all_steps() == [1, 2]
     manager.close()
@@ -253,9 +258,9 @@ def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
 @_closed_loop_reports
 def test_checkpoint_of_another_experiment_is_not_taken_for_corruption(tmp_path):
     manager = checkpointing.open_manager(tmp_path / "checkpoints", keep=3)
-    checkpointing.save(manager, 1, tiny_state(1))
+    save(manager, 1, tiny_state(1))
     checkpointing.finish(manager, 1)
-    other = {"step": jnp.int32(0), "params": {"w": jnp.zeros((3, 3), jnp.float32)}}
+    other = tiny_state(0, size=3)
     with pytest.raises(ValueError, match="does not match this config's model/optimizer"):
         checkpointing.restore_latest(manager, other)
     assert manager.all_steps() == [1]  # kept where it was
@@ -266,7 +271,7 @@ def test_checkpoint_of_another_experiment_is_not_taken_for_corruption(tmp_path):
 def test_failed_save_names_the_cause_and_keeps_the_last_complete_checkpoint(tmp_path,
                                                                             monkeypatch):
     manager = checkpointing.open_manager(tmp_path / "checkpoints", keep=3)
-    checkpointing.save(manager, 1, tiny_state(1))
+    save(manager, 1, tiny_state(1))
     checkpointing.finish(manager, 1)
     partial = tmp_path / "checkpoints" / "2.orbax-checkpoint-tmp-123"
     partial.mkdir()  # what an interrupted write leaves
@@ -276,15 +281,16 @@ def test_failed_save_names_the_cause_and_keeps_the_last_complete_checkpoint(tmp_
 
     monkeypatch.setattr(manager, "save", full_disk)
     with pytest.raises(checkpointing.CheckpointSaveError) as error:
-        checkpointing.save(manager, 2, tiny_state(2))
+        save(manager, 2, tiny_state(2))
     assert str(error.value) == (
         f"cannot save the checkpoint after step 2 in {tmp_path / 'checkpoints'}: no space left "
-        "on device (ENOSPC). Training stopped; the last complete checkpoint, step 1, is kept and "
-        "the partial one removed. Free space (or fix the folder) and rerun the same command to "
-        "resume.")
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]
+        "on device (ENOSPC). Training stopped; the last complete checkpoint, step 1, is kept. "
+        "Free space (or fix the folder) and rerun the same command to resume.")
     monkeypatch.undo()
     manager.close()
+    # the rerun's manager (Orbax) removes what the interrupted write left
+    checkpointing.open_manager(tmp_path / "checkpoints", keep=3).close()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]
 
 
 # ----------------------------------------------------------------------------- the grid's store

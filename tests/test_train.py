@@ -19,7 +19,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from astrospectra_jax.data import catalogue
-from astrospectra_jax.training import checkpointing, input_pipeline, sharding, train
+from astrospectra_jax.training import (checkpointing, evaluation, input_pipeline, inputs, loop,
+                                       sharding, train)
+from astrospectra_jax.training.state import init_state
 from astrospectra_jax.training import steps as training_steps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,11 +113,11 @@ def test_evaluation_masks_the_padding_of_the_last_batch(data_dir):
     for batch_size in (32, 30):
         config = tiny_config(data_dir, batch_size=batch_size)
         tx, _ = training_steps.make_optimizer(config, 37)
-        graphdef, state = training_steps.init_state(config, spec, tx, mesh)
-        data = train._Data(config, spec, mesh)
-        assert data.test[0].shape[0] == (320 if batch_size == 32 else 300)
+        graphdef, state = init_state(config, spec, tx, mesh)
+        _, test = inputs.load(config, spec, mesh, 1)
+        assert test.arrays[0].shape[0] == (320 if batch_size == 32 else 300)
         steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, 37, 1200, 1)
-        results[batch_size] = train.evaluate(data, steps["eval_batch"], state)
+        results[batch_size] = evaluation.evaluate(test, steps.eval_batch, state)
     padded, exact = results[32], results[30]
     assert len(padded["predictions"]) == 300
     np.testing.assert_array_equal(padded["predictions"], exact["predictions"])
@@ -200,19 +202,19 @@ def test_batch_norm_and_dropout_state_survive_a_checkpoint_exactly(data_dir, tmp
     spec = catalogue.info(LINE_DATASET)
     mesh = sharding.make_mesh()
     tx, _ = training_steps.make_optimizer(config, 37)
-    graphdef, state = training_steps.init_state(config, spec, tx, mesh)
-    data = train._Data(config, spec, mesh)
+    graphdef, state = init_state(config, spec, tx, mesh)
+    data, _ = inputs.load(config, spec, mesh, 1)
     steps = training_steps.make_steps(config, spec, graphdef, tx, mesh, 37, 1200, 1)
-    permutations = steps["epoch_permutations"](np.int32(0))
+    permutations = steps.epoch_permutations(np.int32(0))
 
     def chunk(state):
-        state, metrics = steps["device_chunk"](state, *data.train, permutations, np.int32(6))
+        state, metrics = steps.device_chunk(state, *data.arrays, permutations, np.int32(6))
         assert np.isfinite(jax.device_get(metrics["loss"])).all()
         return state
 
     halfway = chunk(state)
     manager = checkpointing.open_manager(tmp_path / "checkpoints", 2)
-    checkpointing.save(manager, 1, halfway)
+    checkpointing.save(manager, halfway, loop.progress(1, 37))
     manager.wait_until_finished()
     restored, step = checkpointing.restore_latest(manager, halfway)
     assert step == 1
@@ -220,11 +222,11 @@ def test_batch_norm_and_dropout_state_survive_a_checkpoint_exactly(data_dir, tmp
     key_data = lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(  # noqa: E731
         x.dtype, jax.dtypes.prng_key) else x
     straight, resumed = jax.tree.map(key_data, straight), jax.tree.map(key_data, resumed)
-    assert int(straight["step"]) == 2
+    assert int(straight.step) == 2
     for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
     named = {jax.tree_util.keystr(path): leaf
-             for path, leaf in jax.tree.leaves_with_path(straight["model_state"])}
+             for path, leaf in jax.tree.leaves_with_path(straight.model_state)}
     assert any("mean" in name and np.abs(leaf).max() > 0 for name, leaf in named.items())
     assert any("count" in name and leaf > 0 for name, leaf in named.items())  # dropout drew
 
@@ -326,9 +328,9 @@ def finish(process: subprocess.Popen, code: int = 0) -> str:
 
 
 def restore_state(workdir: Path, step: int) -> dict:
-    """A checkpointed training state as numpy, whatever device layout wrote it (PRNG keys as
+    """A checkpoint's model item (params, model_state) as numpy, whatever device layout wrote it (PRNG keys as
     their raw data)."""
-    path = workdir / "checkpoints" / str(step) / "state"
+    path = workdir / "checkpoints" / str(step) / "model"
     checkpointer = ocp.StandardCheckpointer()
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),

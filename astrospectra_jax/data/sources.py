@@ -13,14 +13,11 @@ exactly what ``convert synthetic`` writes for the same sizes and seed.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import functools
 import multiprocessing
 import os
-import signal
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -28,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from astrospectra_jax import interrupts
 from astrospectra_jax.data import layout, readers, recipe, tasks
 from astrospectra_jax.data.layout import Examples
 from astrospectra_jax.data.tasks import DEFAULT_TEST_FRACTION
@@ -156,10 +154,10 @@ def _run_chunks(jobs, workers: int) -> Iterator[Examples]:
     # (Ctrl-C reaches the whole process group): the parent alone decides, and stops them.
     pool = ProcessPoolExecutor(min(workers, len(jobs)),
                                mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_ignore_interrupts)
+                               initializer=interrupts.ignore_sigint)
     finished = False
     try:
-        with _sigint_ignored():  # inherited by the workers from their first instruction
+        with interrupts.sigint_ignored():  # inherited by the workers from their first instruction
             futures = [pool.submit(_simulate_chunk, *job) for job in jobs]
         for future in futures:
             yield future.result()
@@ -169,22 +167,6 @@ def _run_chunks(jobs, workers: int) -> Iterator[Examples]:
             pool.shutdown(wait=True)
         else:  # interrupted, failed or abandoned: waiting on the workers could hang
             stop_pool(pool)
-
-
-def _ignore_interrupts() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def _sigint_ignored():
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:

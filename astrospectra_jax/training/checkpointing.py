@@ -1,29 +1,38 @@
 """Orbax checkpoints of the training state in ``workdir/checkpoints/<step>/``.
 
-The state is one pytree (step, parameters, batch-norm statistics and dropout RNG state,
-optimizer state); every other source of randomness is a pure function of (seed, step), so the
-state alone resumes a run exactly. Saves are asynchronous: the arrays are copied to host before
-``save`` returns and written in the background; ``raise_save_errors`` after every chunk stops a
-run whose save failed (a full disk) at once, and ``finish`` waits for the last one.
+Each checkpoint is a composite of three items: ``model`` (parameters, batch-norm statistics
+and dropout RNG state: all that predict restores), ``optimizer`` (the optax state) and
+``progress`` (JSON: the step and the data position it stands for). Every other source of
+randomness is a pure function of (seed, step), so these resume a run exactly. Saves are
+asynchronous: the arrays are copied to host before ``save`` returns and written in the
+background; ``raise_save_errors`` after every chunk stops a run whose save failed (a full disk)
+at once, and ``finish`` waits for the last one. Orbax writes into temporary folders and renames
+them when complete, and removes those left by an interrupted run when a manager opens.
 
 A latest checkpoint that cannot be read while an older one can (truncated or corrupted files) is
-moved to ``workdir/checkpoints_unreadable/`` and the run resumes from the older one.
+moved to ``workdir/checkpoints_unreadable/`` and the run resumes from the older one (predict,
+read-only, only warns). A checkpoint of the earlier one-item layout (``state``) is refused.
 """
 
 from __future__ import annotations
 
 import errno
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from absl import logging
 
+from astrospectra_jax.training.configuration import positive
+from astrospectra_jax.training.state import TrainState
+
 UNREADABLE_DIR = "checkpoints_unreadable"
+ITEMS = ("model", "optimizer", "progress")
+_OLD_ITEM = "state"  # the one-item layout before the model/optimizer/progress split
 
 
 class CheckpointSaveError(OSError):
@@ -33,25 +42,26 @@ class CheckpointSaveError(OSError):
 
 def open_manager(directory: str | Path, keep: int, *, read_only: bool = False
                  ) -> ocp.CheckpointManager:
-    """A manager keeping the ``keep`` most recent checkpoints; partial (interrupted) writes are
-    never restored and are cleaned up on start. ``read_only`` (predict): touches nothing, so a
-    run still training in the same folder keeps its in-flight saves."""
+    """A manager keeping the ``keep`` most recent checkpoints. ``read_only`` (predict): touches
+    nothing, so a run still training in the same folder keeps its in-flight saves."""
     if read_only:
         options = ocp.CheckpointManagerOptions(read_only=True, create=False)
     else:
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
-            cleanup_tmp_directories=True,
-            create=True,
-        )
+            preservation_policy=ocp.checkpoint_managers.LatestN(
+                n=positive("keep_checkpoints", keep)),
+            cleanup_tmp_directories=True, create=True)
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-    """Start saving ``state`` as ``step`` (the caller decides when; no interval policy)."""
+def save(manager: ocp.CheckpointManager, state: TrainState, progress: dict[str, int]) -> None:
+    """Start saving ``state`` as step ``progress["step"]`` (the caller decides when)."""
+    step = progress["step"]
     try:
-        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
-                     force=True)
+        manager.save(step, args=ocp.args.Composite(
+            model=ocp.args.StandardSave(state.model()),
+            optimizer=ocp.args.StandardSave(state.opt_state),
+            progress=ocp.args.JsonSave(progress)), force=True)
     except Exception as error:  # noqa: BLE001 - Orbax wraps OSErrors in its own types
         raise _save_error(manager, step, error) from error
 
@@ -75,17 +85,13 @@ def finish(manager: ocp.CheckpointManager, step: int) -> None:
 def _save_error(manager: ocp.CheckpointManager, step: int, error: BaseException
                 ) -> CheckpointSaveError:
     directory = Path(manager.directory)
-    removed = remove_partial(directory)
-    failed = sorted(int(p.name.split(".")[0]) for p in removed if p.name.split(".")[0].isdigit())
-    step = failed[0] if failed else step
-    complete = [s for s in _step_dirs(directory) if not _is_partial(directory / str(s))]
+    complete = [s for s in manager.all_steps(read=True) if s != step]
     kept = (f"the last complete checkpoint, step {max(complete)}, is kept" if complete
             else "no complete checkpoint was saved")
-    cause = _root_cause(error)
     return CheckpointSaveError(
-        f"cannot save the checkpoint after step {step} in {directory}: {cause}. Training "
-        f"stopped; {kept}{' and the partial one removed' if removed else ''}. Free space (or "
-        "fix the folder) and rerun the same command to resume.")
+        f"cannot save the checkpoint after step {step} in {directory}: {_root_cause(error)}. "
+        f"Training stopped; {kept}. Free space (or fix the folder) and rerun the same command "
+        "to resume.")
 
 
 def _root_cause(error: BaseException) -> str:
@@ -97,55 +103,58 @@ def _root_cause(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:300]}".rstrip(": ")
 
 
-def _step_dirs(directory: Path) -> list[int]:
-    if not directory.is_dir():
-        return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+def _abstract(tree: Any) -> Any:
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
-def _is_partial(step_dir: Path) -> bool:
-    # Orbax writes into "<step>.orbax-checkpoint-tmp-*" and renames; on object stores it marks
-    # completion with a commit_success file instead.
-    return not step_dir.is_dir()
+def _restore(manager: ocp.CheckpointManager, step: int, like: Any) -> Any:
+    """The items of ``like`` (a TrainState, or the ``model`` items alone) from ``step``."""
+    if (Path(manager.directory) / str(step) / _OLD_ITEM).is_dir():
+        raise OldLayoutError(
+            f"checkpoint {Path(manager.directory) / str(step)} has the earlier one-item layout "
+            "('state'), which this version does not read: use a fresh --workdir (or the "
+            "version that wrote it).")
+    if not isinstance(like, TrainState):
+        return manager.restore(step, args=ocp.args.Composite(
+            model=ocp.args.StandardRestore(_abstract(like)))).model
+    restored = manager.restore(step, args=ocp.args.Composite(
+        model=ocp.args.StandardRestore(_abstract(like.model())),
+        optimizer=ocp.args.StandardRestore(_abstract(like.opt_state)),
+        progress=ocp.args.JsonRestore()))
+    step_array = jax.device_put(jnp.int32(restored.progress["step"]), like.step.sharding)
+    return TrainState(step_array, restored.model["params"], restored.model["model_state"],
+                      restored.optimizer)
 
 
-def remove_partial(directory: Path) -> list[Path]:
-    """Delete the temporary folders of unfinished saves; returns them."""
-    removed = []
-    if directory.is_dir():
-        for path in directory.iterdir():
-            if ".orbax-checkpoint-tmp" in path.name:
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
-    return removed
+class OldLayoutError(ValueError):
+    """A checkpoint of the one-item layout of earlier versions."""
 
 
 def restore_latest(manager: ocp.CheckpointManager, like: Any, *, read_only: bool = False
                    ) -> tuple[Any, int | None]:
     """(state, step) from the latest readable checkpoint, laid out (shapes, dtypes, shardings)
-    like ``like``; ``(like, None)`` when there is none.
+    like ``like``: a TrainState, or ``{"params", "model_state"}`` (the model items only);
+    ``(like, None)`` when there is none.
 
     A checkpoint that fails while an older one restores is unreadable (truncated, corrupted):
     it is moved aside with a warning (``read_only``: only the warning). When none restores,
     they do not match this config.
     """
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    steps = sorted(manager.all_steps(), reverse=True)
     failures = []
-    for step in steps:
+    for step in sorted(manager.all_steps(), reverse=True):
         try:
-            restored = manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+            restored = _restore(manager, step, like)
+        except OldLayoutError:
+            raise
         except Exception as error:  # noqa: BLE001 - corrupt files raise many kinds
             failures.append((step, error))
-            _quiet_abandoned_reads()
             continue
         if failures and read_only:
             logging.warning("unreadable checkpoint(s) %s in %s; using step %d",
                             [f for f, _ in failures], manager.directory, step)
         elif failures:
             _move_unreadable(manager, failures, step)
-        return restored.state, step
+        return restored, step
     if not failures:
         return like, None
     step, error = failures[0]
@@ -153,22 +162,6 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, *, read_only: bool
         f"cannot resume from checkpoint {Path(manager.directory) / str(step)}: it does not match "
         f"this config's model/optimizer, or every checkpoint is unreadable ({_root_cause(error)})."
         " Use a fresh --workdir for a different experiment.") from error
-
-
-def _quiet_abandoned_reads() -> None:
-    """A failed restore leaves TensorStore reads that call back into its closed event loop;
-    Python reports each as an ignored exception with a traceback. Drop those reports only."""
-    previous = sys.unraisablehook
-    if getattr(previous, "_drops_closed_loop_reports", False):
-        return
-
-    def hook(report):
-        if not (isinstance(report.exc_value, RuntimeError)
-                and str(report.exc_value) == "Event loop is closed"):
-            previous(report)
-
-    hook._drops_closed_loop_reports = True
-    sys.unraisablehook = hook
 
 
 def _move_unreadable(manager: ocp.CheckpointManager, failures, good_step: int) -> None:

@@ -20,12 +20,15 @@ steps_per_epoch``). The last ``N mod B`` examples of each (shuffled) epoch are d
 step sees a full batch; a different subset is dropped each epoch. Evaluation covers the whole
 test split: it is padded to a whole number of batches and the padding is masked out.
 
-Streaming pipeline (``"tfdata"``): for datasets too large for device memory. ``tfds.load`` the
-split in its stored order, shuffle with a seed derived from ``(seed, epoch)`` (deterministic
-tf.data), batch with the global batch size, skip the batches already trained on when resuming.
-Every process reads the same stream and keeps its own rows of each global batch
-(``make_array_from_process_local_data``): the data order does not depend on the number of
-processes, at the price of each host reading the whole split.
+Streaming pipeline (``"tfdata"``): for datasets too large for device memory. Each process
+``tfds.load``s only its own part of the split (``tfds.split_for_jax_process``, equal parts), in
+stored order, shuffles it with a seed derived from ``(seed, epoch)`` (deterministic tf.data),
+batches it with its share of the global batch and skips the batches already trained on when
+resuming; the global batch is the processes' rows side by side
+(``make_array_from_process_local_data``). Over an epoch every training example is read by
+exactly one process. A multi-process run therefore does not repeat the single-process batch
+order (a different process count draws different batches); it is deterministic for a given
+process count, and resumes exactly.
 """
 
 from __future__ import annotations
@@ -36,9 +39,6 @@ from collections.abc import Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-IMAGE_SIZE = 28
-
 
 # ----------------------------------------------------------------------------- in-memory splits
 
@@ -166,7 +166,28 @@ def _process_slice(batch: np.ndarray) -> np.ndarray:
     return batch[start:start + per_process]
 
 
-def _tf_dataset(name: str, split: str, data_dir: str | None, feature_key: str):
+def _process_split(split: str, process_index: int | None, process_count: int | None):
+    """This process's equal part of ``split`` (the whole split for a single process)."""
+    import tensorflow_datasets as tfds
+
+    count = jax.process_count() if process_count is None else process_count
+    if count == 1:
+        return split
+    index = jax.process_index() if process_index is None else process_index
+    return tfds.split_for_jax_process(split, process_index=index, process_count=count,
+                                      drop_remainder=True)
+
+
+def tfdata_num_train(name: str, data_dir: str | None) -> int:
+    """Training examples the tf.data pipeline reads over all processes (equal parts: the
+    remainder of the split over the processes is left out)."""
+    import tensorflow_datasets as tfds
+
+    total = tfds.builder(name, data_dir=data_dir).info.splits["train"].num_examples
+    return total - total % jax.process_count()
+
+
+def _tf_dataset(name: str, split, data_dir: str | None, feature_key: str):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -179,23 +200,28 @@ def _tf_dataset(name: str, split: str, data_dir: str | None, feature_key: str):
 
 
 def tfdata_train_batches(name: str, *, data_dir: str | None, feature_key: str, batch_size: int,
-                         seed: int, start_step: int, steps_per_epoch: int, shuffle_buffer: int
+                         seed: int, start_step: int, steps_per_epoch: int, shuffle_buffer: int,
+                         process_index: int | None = None, process_count: int | None = None
                          ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Global training batches from ``start_step`` on (endless), this process's rows of each.
+    """This process's rows of the global training batches from ``start_step`` on (endless),
+    read from this process's part of the split only.
 
-    Epoch ``e`` is the split shuffled with seed ``(seed, e)``; resuming at step ``s`` skips the
-    first ``s mod steps_per_epoch`` batches of epoch ``s // steps_per_epoch``.
+    Epoch ``e`` is the part shuffled with seed ``(seed, e)``; resuming at step ``s`` skips the
+    first ``s mod steps_per_epoch`` batches of epoch ``s // steps_per_epoch``. The process
+    index and count default to JAX's.
     """
     import tensorflow as tf
 
+    count = jax.process_count() if process_count is None else process_count
+    split = _process_split("train", process_index, count)
     epoch, position = divmod(start_step, steps_per_epoch)
     while True:
-        ds = _tf_dataset(name, "train", data_dir, feature_key)
+        ds = _tf_dataset(name, split, data_dir, feature_key)
         epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
         ds = ds.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
-        ds = ds.batch(batch_size, drop_remainder=True).take(steps_per_epoch).skip(position)
-        for features, labels in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-            yield _process_slice(features), _process_slice(labels)
+        ds = ds.batch(batch_size // count, drop_remainder=True)
+        ds = ds.take(steps_per_epoch).skip(position)
+        yield from ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
         epoch, position = epoch + 1, 0
 
 
@@ -203,7 +229,7 @@ def tfdata_eval_batches(name: str, *, data_dir: str | None, feature_key: str, ba
                         split: str = "test"
                         ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The whole split in global batches, the last one padded: this process's rows of
-    (features, labels, mask) of each."""
+    (features, labels, mask) of each (every process reads the whole split, in order)."""
     import tensorflow as tf
 
     ds = _tf_dataset(name, split, data_dir, feature_key).batch(batch_size)

@@ -11,6 +11,7 @@ dispatches one call per chunk.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,67 +19,50 @@ import ml_collections
 import optax
 from flax import nnx
 
-from astrospectra_jax import models
-from astrospectra_jax.data import catalogue
 from astrospectra_jax.training import input_pipeline, sharding
+from astrospectra_jax.training.configuration import choice, non_negative, require
+from astrospectra_jax.training.state import AUGMENT_STREAM, DATA_STREAM, DTYPES, TrainState
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
-PIPELINES = ("device", "tfdata")
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-# Independent random streams derived from the seed.
-_PARAMS_STREAM, _DROPOUT_STREAM, _DATA_STREAM, _AUGMENT_STREAM = range(4)
+__all__ = ["DTYPES", "OPTIMIZERS", "SCHEDULES", "Steps", "make_optimizer", "make_steps"]
 
 
-# ----------------------------------------------------------------------------- model and optimizer
+# ----------------------------------------------------------------------------- optimizer
+
+def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int
+                  ) -> Callable[[int], float]:
+    """``config.schedule`` of the learning rate over ``num_epochs`` epochs."""
+    opt = config.optimizer
+    require(opt.learning_rate > 0, "optimizer.learning_rate", opt.learning_rate, "must be positive")
+    total = config.num_epochs * steps_per_epoch
+    name = choice("schedule", config.schedule, SCHEDULES)
+    if name == "constant":
+        return optax.constant_schedule(opt.learning_rate)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(opt.learning_rate, total)
+    require(config.warmup_epochs >= 0, "warmup_epochs", config.warmup_epochs, "must be >= 0")
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
+    return optax.warmup_cosine_decay_schedule(0.0, opt.learning_rate, max(warmup, 1), total)
+
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
                    ) -> tuple[optax.GradientTransformation, Callable[[int], float]]:
     """The optax optimizer and its learning-rate schedule (over ``num_epochs`` epochs)."""
     opt = config.optimizer
-    total = config.num_epochs * steps_per_epoch
-    if config.schedule == "constant":
-        schedule = optax.constant_schedule(opt.learning_rate)
-    elif config.schedule == "cosine":
-        schedule = optax.cosine_decay_schedule(opt.learning_rate, total)
-    else:
-        warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
-        schedule = optax.warmup_cosine_decay_schedule(0.0, opt.learning_rate, max(warmup, 1),
-                                                      total)
-    if opt.name == "adamw":
+    name = choice("optimizer.name", opt.name, OPTIMIZERS)
+    require(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, "must be >= 0")
+    require(0 <= opt.momentum < 1, "optimizer.momentum", opt.momentum, "must be in [0, 1)")
+    schedule = make_schedule(config, steps_per_epoch)
+    if name == "adamw":
         return optax.adamw(schedule, weight_decay=opt.weight_decay), schedule
-    if opt.name == "adam":
+    if name == "adam":
         tx = optax.adam(schedule)
     else:
         tx = optax.sgd(schedule, momentum=opt.momentum or None)
     if opt.weight_decay:  # L2 added to the gradient (coupled), as torch's weight_decay
         tx = optax.chain(optax.add_decayed_weights(opt.weight_decay), tx)
     return tx, schedule
-
-
-def _build_model(config: ml_collections.ConfigDict, spec: catalogue.DatasetSpec) -> nnx.Module:
-    key = jax.random.key(config.seed)
-    rngs = nnx.Rngs(params=jax.random.fold_in(key, _PARAMS_STREAM),
-                    dropout=jax.random.fold_in(key, _DROPOUT_STREAM))
-    return models.create(config.model.name, num_classes=spec.num_classes,
-                         input_size=config.model.input_size,
-                         kernels=config.model.get("kernels", "auto"),  # older configs lack it
-                         dtype=DTYPES[config.model.dtype], param_dtype=jnp.float32, rngs=rngs)
-
-
-def init_state(config, spec, tx, mesh) -> tuple[nnx.GraphDef, dict]:
-    """(graphdef, state): the model's structure, and the training state
-    ``{"step", "params", "model_state", "opt_state"}`` replicated over the mesh.
-
-    Initialised eagerly (op by op, a fraction of a second) rather than compiled, which took
-    longer than the training chunk's own compilation for small models; every process computes
-    the same values from the seed.
-    """
-    graphdef, params, model_state = nnx.split(_build_model(config, spec), nnx.Param, ...)
-    state = {"step": jnp.zeros((), jnp.int32), "params": params, "model_state": model_state,
-             "opt_state": tx.init(params)}
-    return graphdef, jax.tree.map(lambda x: sharding.put_replicated(x, mesh), state)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
@@ -94,7 +78,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) 
 def resolve_steps_per_call(config: ml_collections.ConfigDict) -> int:
     """``config.steps_per_call``, or when 0 (auto): 1 on CPU (a Python call costs little next to
     a CPU step, and see scan_steps), 20 on accelerators."""
-    if config.steps_per_call:
+    if non_negative("steps_per_call", config.steps_per_call):
         return config.steps_per_call
     return 1 if jax.default_backend() == "cpu" else 20
 
@@ -114,12 +98,48 @@ def scan_steps(body, carry, xs=None, *, length: int):
     return jax.lax.scan(body, carry, xs, length=length, unroll=unroll)
 
 
+class Steps(NamedTuple):
+    """The jitted functions of a run (see their docstrings in ``make_steps``)."""
+
+    device_chunk: Callable  # (state, train features, labels, permutations, end) -> (state, metrics)
+    stream_chunk: Callable  # (state, features (chunk, B, ...), labels, end) -> (state, metrics)
+    epoch_permutations: Callable  # (first epoch) -> data orders of the epochs a chunk can reach
+    eval_batch: Callable  # (state or model, features, labels, mask, index) -> sums, predictions
+
+
+def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch):
+    """The (unjitted) evaluation step of ``make_steps``."""
+
+    def eval_batch(state, features, labels, mask, index):
+        """Sum of loss, number correct and the predictions of batch ``index`` of a padded split;
+        ``state`` a TrainState or its ``model()`` items."""
+        state = state.model() if isinstance(state, TrainState) else state
+        features, labels, mask = (jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size)
+                                  for a in (features, labels, mask))
+        features = jax.lax.with_sharding_constraint(features, on_batch)
+        x = input_pipeline.preprocess(features, **prep)
+        model = nnx.merge(graphdef, state["params"], state["model_state"], copy=True)
+        model.eval()
+        logits = model(x)
+        mask = mask.astype(jnp.float32)
+        loss_sum = (cross_entropy(logits, labels) * mask).sum()
+        predictions = jnp.argmax(logits, -1).astype(jnp.int32)
+        correct = ((predictions == labels) * mask).sum()
+        return loss_sum, correct, predictions
+
+    return eval_batch
+
+
 def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train: int,
-               steps_per_call: int):
-    """The jitted functions: ``device_chunk``, ``stream_chunk`` and ``eval_batch``."""
+               steps_per_call: int) -> Steps:
+    """The jitted training chunks, data order and evaluation step of a run."""
     seed_key = jax.random.key(config.seed)
-    data_key = jax.random.fold_in(seed_key, _DATA_STREAM)
-    augment_key = jax.random.fold_in(seed_key, _AUGMENT_STREAM)
+    data_key = jax.random.fold_in(seed_key, DATA_STREAM)
+    augment_key = jax.random.fold_in(seed_key, AUGMENT_STREAM)
+    require(0.0 <= config.label_smoothing < 1.0, "label_smoothing", config.label_smoothing,
+            "must be in [0, 1)")
+    require(config.augment.max_shift >= 0, "augment.max_shift", config.augment.max_shift,
+            "must be >= 0")
     batch_size, chunk = config.batch_size, steps_per_call
     # Epochs a chunk can touch: steps s0 .. s0 + chunk - 1 span at most this many.
     num_permutations = (chunk - 1) // steps_per_epoch + 2
@@ -134,11 +154,11 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
         features = jax.lax.with_sharding_constraint(features, on_batch)
         labels = jax.lax.with_sharding_constraint(labels, on_batch)
         x = input_pipeline.preprocess(features, max_shift=max_shift,
-                                      key=jax.random.fold_in(augment_key, state["step"]), **prep)
+                                      key=jax.random.fold_in(augment_key, state.step), **prep)
 
         def loss_fn(params):
             # copy: fresh Variables at this trace level, so batch norm may update them
-            model = nnx.merge(graphdef, params, state["model_state"], copy=True)
+            model = nnx.merge(graphdef, params, state.model_state, copy=True)
             model.train()
             logits = model(x)
             loss = cross_entropy(logits, labels, config.label_smoothing).mean()
@@ -146,14 +166,13 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
             return loss, (logits, model_state)
 
         (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        new_state = {"step": state["step"] + 1,
-                     "params": optax.apply_updates(state["params"], updates),
-                     "model_state": model_state, "opt_state": opt_state}
+            state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates),
+                               model_state, opt_state)
         # select, not cond: no control flow around the step (see scan_steps); lax.select
         # also keeps typed PRNG keys typed.
-        active = state["step"] < end_step
+        active = state.step < end_step
         state = jax.tree.map(lambda new, old: jax.lax.select(active, new, old), new_state, state)
         accuracy = (jnp.argmax(logits, -1) == labels).mean()
         return state, {"loss": loss, "accuracy": accuracy}
@@ -169,10 +188,10 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
         """``chunk`` steps from ``state.step`` (those at or past ``end_step`` are no-ops),
         gathering each batch from the device-resident split in the order ``permutations``
         (from ``epoch_permutations`` of the epoch of ``state.step``)."""
-        first_epoch = state["step"] // steps_per_epoch
+        first_epoch = state.step // steps_per_epoch
 
         def body(state, _):
-            epoch, position = jnp.divmod(state["step"], steps_per_epoch)
+            epoch, position = jnp.divmod(state.step, steps_per_epoch)
             idx = input_pipeline.batch_indices(permutations[epoch - first_epoch], position,
                                                batch_size)
             return train_step(state, jnp.take(train_features, idx, axis=0),
@@ -185,22 +204,8 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
         return scan_steps(lambda state, batch: train_step(state, *batch, end_step), state,
                           (features, labels), length=chunk)
 
-    def eval_batch(state, features, labels, mask, index):
-        """Sum of loss, number correct and the predictions of batch ``index`` of a padded split."""
-        features, labels, mask = (jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size)
-                                  for a in (features, labels, mask))
-        features = jax.lax.with_sharding_constraint(features, on_batch)
-        x = input_pipeline.preprocess(features, **prep)
-        model = nnx.merge(graphdef, state["params"], state["model_state"], copy=True)
-        model.eval()
-        logits = model(x)
-        mask = mask.astype(jnp.float32)
-        loss_sum = (cross_entropy(logits, labels) * mask).sum()
-        predictions = jnp.argmax(logits, -1).astype(jnp.int32)
-        correct = ((predictions == labels) * mask).sum()
-        return loss_sum, correct, predictions
-
     train_jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=replicated)  # noqa: E731
-    return {"device_chunk": train_jit(device_chunk), "stream_chunk": train_jit(stream_chunk),
-            "epoch_permutations": jax.jit(epoch_permutations, out_shardings=replicated),
-            "eval_batch": jax.jit(eval_batch, out_shardings=replicated)}
+    return Steps(device_chunk=train_jit(device_chunk), stream_chunk=train_jit(stream_chunk),
+                 epoch_permutations=jax.jit(epoch_permutations, out_shardings=replicated),
+                 eval_batch=jax.jit(_eval_batch(graphdef, batch_size, prep, on_batch),
+                                    out_shardings=replicated))
