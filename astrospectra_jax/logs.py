@@ -36,6 +36,7 @@ _DROPPED_WARNINGS = (
     "Variant folder %s has no",  # TFDS, before a synthetic config is built
     "Given directory is read only",  # Orbax, predict's read-only manager
     "%s is read only, ",  # Orbax: "save/delete will be skipped" on a read-only manager
+    "CheckpointManagerOptions.read_only=True",  # Orbax: "setting save_interval_steps=0"
 )
 
 
@@ -125,9 +126,11 @@ def setup(*, verbosity: int | None = None) -> None:
     """The filters above on absl's handler (where every library's Python logging ends up),
     quiet TensorFlow start-up; ``verbosity`` (absl's, e.g. ``absl.logging.INFO``) if given.
     Safe to call more than once."""
-    from absl import logging
+    from absl import flags, logging
 
     quiet_tensorflow_import()
+    if not flags.FLAGS.is_parsed():  # argparse commands: no "Logging before flag parsing"
+        flags.FLAGS.mark_as_parsed()
     handler = logging.get_absl_handler()
     if not any(isinstance(f, ProjectLogOnly) for f in handler.filters):
         handler.addFilter(ProjectLogOnly())
