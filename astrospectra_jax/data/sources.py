@@ -182,6 +182,13 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=5)
         if process.is_alive():
             process.kill()
+    # The pool's manager thread sees the dead workers and closes its wake-up pipe. Left to
+    # do that while the interpreter exits, it races concurrent.futures' exit hook, which then
+    # writes to the closed pipe ("Exception ignored ... OSError: [Errno 9] Bad file
+    # descriptor"): wait for it here.
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None and manager.is_alive():
+        manager.join(timeout=10)
 
 
 # The image and the line builder of one config simulate the same chunks: keep the last few
