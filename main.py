@@ -21,7 +21,6 @@ import difflib  # noqa: E402
 import errno  # noqa: E402
 import fcntl  # noqa: E402
 import importlib.util  # noqa: E402
-import logging as std_logging  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -49,25 +48,7 @@ flags.DEFINE_integer("cpu_devices", None, "CPU devices per process (tests of the
 flags.mark_flags_as_required(["config", "workdir"])
 
 LOCK_FILE = ".lock"
-_PROJECT_ROOT = str(Path(__file__).resolve().parent)
-_CLU_PROGRESS = str(Path("clu", "platform", "local.py"))  # ReportProgress logs through it
-
-
-class _ProjectLogOnly(std_logging.Filter):
-    """INFO lines from this project and clu's progress report (steps/s, ETA) only: Orbax's
-    step-by-step saves, TFDS's dataset plumbing, JAX's "Unable to initialize backend 'tpu'" and
-    clu's copy of every metric line (printed by train.py already) are dropped; everyone's
-    warnings and errors are kept."""
-
-    def filter(self, record: std_logging.LogRecord) -> bool:
-        if "/orbax/" in record.pathname and record.exc_info:
-            return False  # a failed save: train.py stops with one line naming it
-        if record.levelno >= std_logging.WARNING:
-            return not str(record.msg).startswith("Variant folder %s has no")  # TFDS, pre-build
-        if record.pathname.endswith(_CLU_PROGRESS):
-            return True
-        return record.pathname.startswith(_PROJECT_ROOT) and "/site-packages/" not in \
-            record.pathname
+HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "--helpfull", "--helpxml", "-?")
 
 
 class _Refused(Exception):
@@ -82,6 +63,11 @@ class _Refused(Exception):
 
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl's parsing, with every bad flag, override or config file as one ``error:`` line."""
+    if any(a.split("=", 1)[0] in HELP_FLAGS for a in argv[1:]):
+        try:  # absl prints the help and exits 1; asking for help is no failure
+            FLAGS([a if a.split("=", 1)[0] not in ("-h", "-help") else "--help" for a in argv])
+        except SystemExit as done:
+            sys.exit(0 if done.code in (0, 1, None) else done.code)
     try:
         rest = FLAGS(argv)
         FLAGS.config.keys()  # a config file that failed to load raises here
@@ -139,33 +125,70 @@ def _unknown_override(error: Exception, argv: list[str], config_file: str) -> st
 
 # ----------------------------------------------------------------------------- the workdir
 
+_HELD: list[tuple] = []  # (lock file, its path, the workdir if this process created it)
+
+
 def _prepare_workdir(workdir: str):
-    """Create the workdir, check it is writable and lock it (an open file; released when this
-    process ends, however it ends). Returns the lock's file object."""
+    """Create the workdir, check it is writable and lock it (an open file, flock'ed; the lock
+    goes when this process ends: ``_release_workdirs`` removes the file on every exit Python
+    sees, and a killed process's file holds no flock, so it blocks nobody). Returns the lock's
+    file object."""
     path = Path(workdir)
+    created = None if path.exists() else path
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             pass
-        lock = open(path / LOCK_FILE, "a+")
     except OSError as error:
         reason = error.strerror or str(error)
         raise _Refused(f"cannot write to --workdir={workdir}: {reason}. Choose a writable "
                        "folder.") from error
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        if error.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
-        lock.seek(0)
-        owner = lock.read().strip() or "another process"
-        raise _Refused(f"--workdir={workdir} is in use by {owner} (lock {path / LOCK_FILE}); "
-                       "wait for that run to end or use another --workdir.") from error
+    while True:
+        try:
+            lock = open(path / LOCK_FILE, "a+")
+        except OSError as error:
+            raise _Refused(f"cannot write to --workdir={workdir}: "
+                           f"{error.strerror or error}. Choose a writable folder.") from error
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            lock.seek(0)
+            owner = lock.read().strip() or "another process"
+            lock.close()
+            raise _Refused(f"--workdir={workdir} is in use by {owner} (lock "
+                           f"{path / LOCK_FILE}); wait for that run to end or use another "
+                           "--workdir.") from error
+        try:  # the file may have been removed by its previous owner after we opened it
+            if os.stat(path / LOCK_FILE).st_ino == os.fstat(lock.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        lock.close()
     lock.seek(0)
     lock.truncate()
     lock.write(f"process {os.getpid()} ({' '.join(sys.argv)})\n")
     lock.flush()
+    _HELD.append((lock, path / LOCK_FILE, created))
     return lock
+
+
+def _release_workdirs() -> None:
+    """Remove the lock files this process holds (while still holding them), and a workdir it
+    created that is empty after that (a run refused before writing anything)."""
+    while _HELD:
+        lock, lock_path, created = _HELD.pop()
+        try:
+            os.unlink(lock_path)
+        except OSError:
+            pass
+        lock.close()
+        if created is not None:
+            try:
+                created.rmdir()  # only if empty
+            except OSError:
+                pass
 
 
 def _finished(workdir: str) -> dict | None:
@@ -180,15 +203,18 @@ def _finished(workdir: str) -> dict | None:
 # ----------------------------------------------------------------------------- running
 
 def main(argv):
-    from astrospectra_jax import interrupts
+    from astrospectra_jax import interrupts, logs
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.get_absl_handler().addFilter(_ProjectLogOnly())
+    logs.setup()
     config, workdir = FLAGS.config, FLAGS.workdir
     try:
         with interrupts.sigterm_raises():
-            code = _run(config, workdir)
+            try:
+                code = _run(config, workdir)
+            finally:
+                _release_workdirs()
     except _Refused as refused:
         logging.flush()
         print(f"error: {refused}", file=sys.stderr, flush=True)
@@ -205,6 +231,8 @@ def _run(config, workdir: str) -> int:
     from astrospectra_jax import interrupts
 
     distributed, remote = config.get("distributed", False), "://" in workdir
+    if not distributed and config.get("kind") != "classical":
+        _validate(config)  # an invalid value leaves the workdir untouched
     # Checked before JAX starts: a busy, unwritable or finished workdir is answered at once.
     lock = _prepare_workdir(workdir) if not (distributed or remote) else None  # noqa: F841
     finished = _finished(workdir) if config.get("kind") != "classical" and not remote else None
@@ -264,6 +292,18 @@ def _run(config, workdir: str) -> int:
         raise _Refused(f"{error.strerror or error}: {error.filename or workdir}"
                        if error.strerror else str(error)) from error
     return 0
+
+
+def _validate(config) -> None:
+    """The config checks that need no data, before the workdir is touched (JAX starts here;
+    multi-process runs check after jax.distributed is initialized, in train.py)."""
+    from astrospectra_jax import interrupts
+    from astrospectra_jax.training import train
+
+    try:
+        train.validate(config)
+    except train.ConfigError as error:
+        raise _Refused(str(error), interrupts.EXIT_USAGE) from error
 
 
 def _resume_hint(config, workdir: str) -> str:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from astrospectra_jax import interrupts
+from astrospectra_jax import interrupts, logs
 from astrospectra_jax.data import layout, sources, tasks
 from astrospectra_jax.data.sources import DEFAULT_TEST_FRACTION, SIMULATION_WORKERS
 
@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logs.setup()
     parser = _parser()
     args = parser.parse_args(argv)
     progress = not args.no_progress

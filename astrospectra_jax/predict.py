@@ -151,10 +151,17 @@ def evaluation(true_classes: Sequence[str | None], predicted: np.ndarray,
         return None
     labels = np.array([class_names.index(true_classes[i]) for i in known])
     report = metrics.classification_report(labels, predicted[known], class_names)
+    for figures in report["per_class"].values():
+        if not figures["support"]:  # no input of that class: recall says nothing (JSON null)
+            figures["recall"] = None
     report.update({"examples": len(known),
                    "unlabelled": sum(c is None for c in true_classes),
                    "other_classes": dict(sorted(outside.items()))})
     return report
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"  # n/a: no input of that class
 
 
 def _sibling(out: Path, suffix: str) -> Path:
@@ -179,6 +186,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from astrospectra_jax import logs
+
+    logs.setup()
     parser = _parser()
     args = parser.parse_args(argv)
     progress = not args.no_progress
@@ -233,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             title=f"{run.config.model.name} trained on {spec.name}"
                   f"{' (SYNTHETIC)' if spec.synthetic else ''}\n{report['examples']} inputs: "
                   f"accuracy {report['accuracy']:.3f}")
-        recall = ", ".join(f"{c} {report['per_class'][c]['recall']:.2f}" for c in names)
+        recall = ", ".join(f"{c} {_figure(report['per_class'][c]['recall'])}" for c in names)
         print(f"accuracy {report['accuracy']:.3f} on {report['examples']} labelled inputs; "
               f"recall {recall}")
         print("confusion matrix (rows: true " + "/".join(names) + "): "

@@ -439,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from astrospectra_jax import logs
+
+    logs.setup()
     parser = build_parser()
     args = parser.parse_args(argv)
     datasets = [d.strip() for item in args.dataset for d in item.split(",") if d.strip()]

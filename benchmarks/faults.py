@@ -1,6 +1,6 @@
 """Fault injection on the real commands, the slow cases (tests/test_faults.py has the fast ones).
 
-    python -m benchmarks.faults [--work DIR] [--kills 3] [--seed 0]
+    python -m benchmarks.faults [--work DIR] [--kills 3] [--seed 0] [--ctrl-c-tries 50]
 
 Each case runs ``main.py`` or the converter as a subprocess on the small simulated dataset
 (astrospectra_mnist/v1_synthetic_mini, LeNet, 74 steps), injects the fault, checks the outcome,
@@ -238,11 +238,57 @@ def converter_kill9(r: Runner) -> None:
              if ok else result.stderr[-300:])
 
 
+CONVERT_CTRL_C = ("python -m astrospectra_jax.convert: interrupted by Ctrl-C; nothing was "
+                  "written to {out}. Rerun the same command to convert again.")
+
+
+def converter_ctrl_c_once(out: Path, delay: float, env: dict | None = None) -> str | None:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) of ``convert synthetic``
+    with 2 workers, ``delay`` seconds after it started. None when the command stopped quietly
+    (exit 130 with its one line, or exit 0 having finished first); else what went wrong."""
+    command = [sys.executable, "-m", "astrospectra_jax.convert", "synthetic", "--task", "v1",
+               "--train", "2500", "--test", "500", "--workers", "2", "--no-progress",
+               "--out", str(out)]
+    env = env or {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        time.sleep(delay)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    expected = CONVERT_CTRL_C.format(out=out)
+    if process.returncode == 0 or (process.returncode == 130 and err.strip() == expected):
+        return None
+    return f"exit {process.returncode} after {delay:.2f} s: {err.strip()[-400:]}"
+
+
+def converter_ctrl_c(r: Runner, tries: int) -> None:
+    """Ctrl-C of the converter at random moments (start-up, simulation, writing): one line
+    each time, no "Exception ignored" from the worker pool."""
+    failures = []
+    for i in range(tries):
+        out = r.work / f"convert_ctrl_c_{i}"
+        failure = converter_ctrl_c_once(out, r.rng.uniform(0.5, 12.0), r.env)
+        if failure:
+            failures.append(failure)
+        shutil.rmtree(out, ignore_errors=True)
+    r.record(f"Ctrl-C of the converter at {tries} random moments", "convert", not failures,
+             f"{tries}/{tries} quiet: exit 130 and one line (or finished)" if not failures
+             else f"{len(failures)} noisy: {failures[0][:200]}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ctrl-c-tries", type=int, default=50,
+                        help="Ctrl-C of the converter at this many random moments")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="astrospectra_faults_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -252,7 +298,7 @@ def main(argv=None) -> int:
     for case in (lambda: repeated_sigkill(r, ref, args.kills), lambda: corrupt_latest(r, ref),
                  lambda: sigterm_and_ctrl_c(r, ref), lambda: two_runs(r),
                  lambda: full_disk_training(r), lambda: classical_errors(r),
-                 lambda: converter_kill9(r)):
+                 lambda: converter_kill9(r), lambda: converter_ctrl_c(r, args.ctrl_c_tries)):
         case()
     print("| fault | entry point | outcome | data lost |")
     print("|---|---|---|---|")

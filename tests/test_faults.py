@@ -99,6 +99,36 @@ def test_busy_workdir_refuses_and_a_stale_lock_is_taken_over(tmp_path):
     assert json.loads((workdir / "results.json").read_text()) == results
 
 
+def test_help_exits_0():
+    result = run_main("--help")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--workdir" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("override", ["--config.batch_size=0", "--config.log_every_steps=0"])
+def test_invalid_value_leaves_the_workdir_untouched(tmp_path, override):
+    new = tmp_path / "new" / "run"
+    result = run_main(f"--config={QUICKSTART}", f"--workdir={new}", override)
+    assert result.returncode == 2
+    field = override.split(".", 1)[1].split("=")[0]
+    assert error_lines(result) == [f"error: invalid config: config.{field}=0 must be a "
+                                   "positive integer"]
+    assert not (tmp_path / "new").exists()  # no folder, no .lock, no config.json
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert run_main(f"--config={QUICKSTART}", f"--workdir={existing}", override).returncode == 2
+    assert os.listdir(existing) == []
+
+
+def test_lock_goes_when_the_run_ends(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "results.json").write_text(json.dumps({"accuracy": 0.5}))
+    result = run_main(f"--config={QUICKSTART}", f"--workdir={workdir}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (workdir / main_lock_name()).exists()
+
+
 def main_lock_name() -> str:
     return ".lock"
 
@@ -320,3 +350,19 @@ def test_full_disk_under_the_grid_store_keeps_finished_records(tmp_path, monkeyp
     assert sum(r["reused"] for r in records) == 1
     assert all(r["status"] == "ok" for r in records)
     assert all((store_dir / name).read_bytes() == data for name, data in kept.items())
+
+
+# ----------------------------------------------------------------------------- converter Ctrl-C
+
+def test_converter_ctrl_c_at_random_moments_is_one_line(tmp_path):
+    """A few tries of benchmarks/faults.py's 50: each stops with exit 130 and its one line,
+    never "Exception ignored ... Bad file descriptor" from the worker pool."""
+    from benchmarks import faults
+
+    rng = np.random.default_rng(0)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+    # From 3 s: a Ctrl-C while Python still imports the package (astropy, TFDS; the first
+    # second or two on a loaded 2-core machine) ends in KeyboardInterrupt's traceback before
+    # any of the converter's code runs (not fixed yet; benchmarks/faults.py tries from 0.5 s).
+    for i, delay in enumerate(rng.uniform(3.0, 8.0, size=3)):
+        assert faults.converter_ctrl_c_once(tmp_path / f"out{i}", float(delay), env) is None

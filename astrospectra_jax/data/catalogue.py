@@ -206,6 +206,12 @@ def _prepare(builder, spec: DatasetSpec) -> None:
         manual = epath.Path(builder.data_dir_root) / "downloads" / "manual"
         if _FIND_DOWNLOAD[builder_name](manual, config_name) is None:
             raise DatasetNotFoundError(_missing_message(spec, manual, builder.data_dir_root))
+    else:  # TFDS would print "Downloading ... Unknown size" for what is simulated here
+        from absl import logging
+
+        builder._log_download_bytes = lambda: logging.info(
+            "Building %s (simulated spectra) in %s", spec.name, builder.data_dir)
+        builder._log_download_done = lambda: None
     builder.download_and_prepare()
 
 

@@ -43,7 +43,7 @@ class Inputs:
         self.true_classes.append(true_class)
 
     def skip(self, file, reason: str) -> None:
-        self.skipped.append((str(file), reason))
+        self.skipped.append((str(file), reason.removeprefix(f"{file}: ")))  # the file once
 
 
 def collect_inputs(paths: Sequence, modality: str, task: str, *, progress: bool = True
@@ -95,9 +95,10 @@ def collect_inputs(paths: Sequence, modality: str, task: str, *, progress: bool 
                                   ".npz or a folder)")
         else:
             inputs.skip(path, "no such file or folder")
-    for path in tqdm(fits_files, desc="reading spectra", unit="file", disable=not progress):
+    for path in tqdm(fits_files, desc="reading spectra", unit="file", disable=not progress or not fits_files):
         _add_spectrum(inputs, path, modality, task)
-    for path in tqdm(pngs, desc="reading images", unit="file", disable=not progress):
+    for path in tqdm(pngs, desc="reading images", unit="file",
+                     disable=not progress or not pngs):
         try:
             inputs.add(_stem(path), path, layout.read_image(path), None)
         except ValueError as err:

@@ -18,7 +18,7 @@ import functools
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -45,7 +45,9 @@ class Skipped:
         default_factory=lambda: collections.defaultdict(list))
 
     def add(self, reason: str, path, detail: str = "") -> None:
-        self.reasons[reason].append((str(path), detail))
+        """``detail`` without a leading "<path>: " (read errors name their file; the listing
+        names it once)."""
+        self.reasons[reason].append((str(path), detail.removeprefix(f"{path}: ")))
 
     def count(self, reason: str | None = None) -> int:
         if reason is None:
@@ -180,6 +182,13 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=5)
         if process.is_alive():
             process.kill()
+    # The pool's manager thread sees the dead workers and closes its wake-up pipe. Left to
+    # do that while the interpreter exits, it races concurrent.futures' exit hook, which then
+    # writes to the closed pipe ("Exception ignored ... OSError: [Errno 9] Bad file
+    # descriptor"): wait for it here.
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None and manager.is_alive():
+        manager.join(timeout=10)
 
 
 # The image and the line builder of one config simulate the same chunks: keep the last few
@@ -242,8 +251,10 @@ def read_fits_folder(folder, task: str, *, labels_by_name: Mapping[str, str] | N
     return examples, skipped, len(paths)
 
 
-def stratified_split(labels, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, test): seeded, with the class proportions kept in both."""
+def stratified_split(labels, test_fraction: float, seed: int,
+                     class_names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, test): seeded, with the class proportions kept in both. ``class_names``
+    (indexed by label) name the classes in the error of a split that cannot be made."""
     from sklearn.model_selection import train_test_split  # keeps `import astrospectra_jax` light
 
     labels = np.asarray(labels)
@@ -253,8 +264,11 @@ def stratified_split(labels, test_fraction: float, seed: int) -> tuple[np.ndarra
         train, test = train_test_split(np.arange(len(labels)), test_size=test_fraction,
                                        stratify=labels, random_state=seed)
     except ValueError as err:
-        counts = dict(zip(*np.unique(labels, return_counts=True)))
-        raise ValueError(f"cannot split {len(labels)} spectra (per class {counts}) with test "
+        values, counts = np.unique(labels, return_counts=True)
+        per_class = ", ".join(
+            f"{class_names[int(v)] if class_names is not None else int(v)}: {int(n)}"
+            for v, n in zip(values, counts))
+        raise ValueError(f"cannot split {len(labels)} spectra (per class {per_class}) with test "
                          f"fraction {test_fraction}: {err}") from err
     return np.sort(train), np.sort(test)
 
@@ -284,7 +298,8 @@ def convert_fits(out, folder, task: str, *, test_fraction: float = DEFAULT_TEST_
     if not len(examples):
         raise ValueError(f"{folder}: no usable spectra for task {task} "
                          f"(classes {', '.join(tasks.CLASS_NAMES[task])})")
-    train, test = stratified_split(examples.labels, test_fraction, seed)
+    train, test = stratified_split(examples.labels, test_fraction, seed,
+                                   tasks.class_names(task))
     splits = {"train": [examples.take(train)], "test": [examples.take(test)]}
     counts = layout.write_layout(out, task, splits, sizes={"train": len(train), "test": len(test)},
                           overwrite=overwrite, progress=progress)

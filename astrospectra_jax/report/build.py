@@ -286,6 +286,9 @@ def build_report(runs_dir: str | Path, out_dir: str | Path, *, data_dir: str | N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from astrospectra_jax import logs
+
+    logs.setup()
     parser = argparse.ArgumentParser(
         prog="python -m astrospectra_jax.report",
         description="Write the reproduction report (Markdown + PNG) from the runs in a folder.")

@@ -385,7 +385,8 @@ def transfer_section(report: Report, runs: list[DeepRun]) -> None:
     rows = []
     for run in sorted(runs, key=lambda r: (r.dataset, model_order(r.model), str(r.seed))):
         for name, section in (run.results.get("eval_datasets") or {}).items():
-            recall = ", ".join(f"{c} {v['recall']:.2f}"
+            recall = ", ".join(f"{c} {v['recall']:.2f}" if v.get("support", 1) and
+                               v.get("recall") is not None else f"{c} n/a"  # no example of c
                                for c, v in (section.get("per_class") or {}).items())
             rows.append({"model": run.label, "seed": run.seed,
                          "trained_on": marked(run.dataset, run.synthetic),

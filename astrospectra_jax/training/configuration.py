@@ -66,6 +66,11 @@ def validate(config: ml_collections.ConfigDict) -> catalogue.DatasetSpec:
     require(name in models.MODEL_NAMES, "model.name", name,
             f"is not a known model; known: {', '.join(models.MODEL_NAMES)}")
     positive("batch_size", config.batch_size)
+    for field, check in (("num_epochs", positive), ("max_steps", non_negative),
+                         ("checkpoint_every_steps", positive), ("log_every_steps", positive),
+                         ("eval_every_epochs", non_negative)):
+        if config.get(field) is not None:  # checked again where used; here before any file
+            check(field, config[field])
     spec = catalogue.info(config.dataset)
     problems = []
     if size not in models.input_sizes(name):

@@ -110,9 +110,11 @@ class MetricWindow:
                   "loss": float(np.mean(self.loss)), "accuracy": float(np.mean(self.accuracy)),
                   "learning_rate": float(self.schedule(done - 1)), "examples_per_s": rate}
         self.log.write("train", done, values)
-        logging.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.4f  lr %.2e  %.0f examples/s",
-                     done, self.cadence.total_steps, values["epoch"], values["loss"],
-                     values["accuracy"], values["learning_rate"], rate)
+        left = (self.cadence.total_steps - done) * (now - self.time) / max(done - self.step, 1)
+        logging.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.4f  lr %.2e  %.0f examples/s"
+                     "  ETA %dm%02ds", done, self.cadence.total_steps, values["epoch"],
+                     values["loss"], values["accuracy"], values["learning_rate"], rate,
+                     *divmod(round(left), 60))
         self._reset(done)
 
 

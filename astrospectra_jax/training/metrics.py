@@ -37,6 +37,47 @@ def _scalar_writer(workdir: str | Path, enabled: bool):
     return _TensorBoardWriter(Writer(str(workdir)))
 
 
+_EVENTS_GLOB = "events.out.tfevents.*"
+
+
+def _truncate_jsonl(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    kept, dropped = [], False
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+            keep = int(row["step"]) <= step
+        except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+            keep = False
+        if keep:
+            kept.append(line)
+        dropped = dropped or not keep
+    if dropped:
+        with results.atomic_open(path) as f:
+            f.write("".join(line + "\n" for line in kept))
+
+
+def _truncate_events(path: Path, step: int) -> None:
+    """An event file of an earlier (interrupted) run without its events past ``step``
+    (TensorBoard's own readers keep every copy of a step written twice)."""
+    try:
+        from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+    except ImportError:
+        return
+    records = list(RawEventFileLoader(str(path)).Load())
+    kept = [r for r in records if event_pb2.Event.FromString(r).step <= step]
+    if len(kept) == len(records):
+        return
+    with results.atomic_open(path, "wb") as f:
+        writer = RecordWriter(f)
+        for record in kept:
+            writer.write(record)
+        writer.flush()
+
+
 class _TensorBoardWriter:
     """The part of clu's MetricWriter interface MetricsLog uses, on tensorboard.summary.Writer."""
 
@@ -58,13 +99,28 @@ class MetricsLog:
     """Scalars to TensorBoard (clu, or tensorboard's writer without TensorFlow) and, one JSON
     object per line, to ``metrics.jsonl``.
 
-    Only the writing process (``enabled``) touches files; resumed runs append.
+    Only the writing process (``enabled``) touches files; a resumed run calls
+    ``continue_from(step)``, which drops what an interrupted run wrote past its checkpoint, so
+    both files keep one row per step and split.
     """
 
     def __init__(self, workdir: str | Path, *, enabled: bool):
         self.enabled = enabled
+        self._path = Path(workdir) / results.METRICS_JSONL
+        self._earlier_events = sorted(Path(workdir).glob(_EVENTS_GLOB)) if enabled else []
         self.writer = _scalar_writer(workdir, enabled)
-        self._jsonl = open(Path(workdir) / results.METRICS_JSONL, "a") if enabled else None
+        self._jsonl = open(self._path, "a") if enabled else None
+
+    def continue_from(self, step: int) -> None:
+        """Rows and TensorBoard events after ``step`` (the restored checkpoint's) are dropped:
+        the run writes them again."""
+        if self._jsonl is None:
+            return
+        self._jsonl.close()
+        _truncate_jsonl(self._path, step)
+        self._jsonl = open(self._path, "a")
+        for events in self._earlier_events:
+            _truncate_events(events, step)
 
     def write(self, split: str, step: int, values: dict[str, float]) -> None:
         if self.writer is not None:

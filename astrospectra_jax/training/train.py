@@ -65,6 +65,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     try:
         state, restored_step = checkpointing.restore_latest(manager, state)
         start_step = int(jax.device_get(state.step))
+        log.continue_from(start_step)  # an interrupted run's rows past its checkpoint go
         _log_start(config, train_input.num_train, cadence, manager, restored_step, start_step)
         compile_start = time.time()
         train_input.compile(compiled, state, start_step)
@@ -87,9 +88,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             outcome = loop.train(state, train_input, cadence, window, manager, evaluate, preempt,
                                  start_step, profile)
         checkpointing.finish(manager, outcome.step)
-        if outcome.preempted:
-            logging.warning("SIGTERM: saved a checkpoint at step %d in %s and stopped; rerun "
-                            "the same command to resume.", outcome.step, manager.directory)
+        if outcome.preempted:  # main.py prints Preempted's message
             raise Preempted(outcome.step, str(manager.directory))
         final = evaluate(outcome.state, cadence.total_steps)
         results = metrics.classification_report(final["labels"], final["predictions"],
