@@ -217,7 +217,9 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
     prep = dict(modality=spec.modality, input_size=config.model.input_size)
     on_batch = sharding.batch_sharded(mesh)
     replicated = sharding.replicated(mesh)
-    train_step = _train_step(config, graphdef, tx, prep, on_batch)
+    # Inside shard_map over "member" the batch constraint names "data" of the context mesh.
+    train_step = _train_step(config, graphdef, tx, prep, jax.sharding.PartitionSpec(
+        sharding.DATA_AXIS) if members.axis == "mesh" else on_batch)
     if members.size > 1:
         train_step = _members_step(train_step, members, augment_key)
         on_members = sharding.member_sharded(mesh, batch=True)
