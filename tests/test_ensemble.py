@@ -162,7 +162,9 @@ def test_eight_devices_members_on_devices_or_mapped_agree(runs, data_dir, tmp_pa
             assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-3)
         params = restore_state(workdir, 6)["params"]
         for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(expected), strict=True):
-            np.testing.assert_allclose(a[:K], b, rtol=1e-3, atol=1e-5)
+            # Adam (lr 1e-3) turns reassociated sums into update differences of up to ~1e-4
+            # on near-zero biases after 6 steps (seen: 8.9e-5 on the 4 x 2 mesh).
+            np.testing.assert_allclose(a[:K], b, rtol=1e-3, atol=2e-4)
 
 
 def test_report_expands_an_ensemble_into_its_seeds(runs, tmp_path):
