@@ -22,7 +22,8 @@ true_class`` (empty where unknown); for an ensemble run (``config.ensemble_size 
 probabilities are the members' average, and two columns follow: ``disagreement`` (the mutual
 information between the prediction and the members, H(mean p) - mean H(p_k), in nats) and
 ``p_std`` (the members' spread of the predicted class's probability). The CSV is written to
-a temporary file and renamed, so an interrupted run leaves no half-written CSV. Where true classes among the model's classes exist, accuracy,
+a temporary file and renamed, so an interrupted run leaves no half-written CSV. Where true
+classes among the model's classes exist, accuracy,
 per-class recall and the confusion matrix are printed and written beside the CSV
 (``<out>.metrics.json``, ``<out>.confusion_matrix.png``). Unusable inputs are listed with the
 reason and skipped; the command fails only when none is usable.

@@ -36,7 +36,8 @@ from configs import v1_{model} as module
 from astrospectra_jax.training import train
 for seed in range({seeds}):
     config = module.get_config()
-    config.dataset, config.data_dir, config.num_epochs, config.seed = {dataset!r}, {data_dir!r}, 1, seed
+    config.dataset, config.data_dir = {dataset!r}, {data_dir!r}
+    config.num_epochs, config.seed = 1, seed
     train.train_and_evaluate(config, {runs!r} + f"/seed{{seed}}")
 """
 
