@@ -18,8 +18,12 @@ folder (searched recursively) of:
   line models only.
 
 Output: ``--out`` CSV, one row per usable input: ``id, file, predicted, p_<class>...,
-true_class`` (empty where unknown), written to a temporary file and renamed, so an interrupted
-run leaves no half-written CSV. Where true classes among the model's classes exist, accuracy,
+true_class`` (empty where unknown); for an ensemble run (``config.ensemble_size > 1``) the
+probabilities are the members' average, and two columns follow: ``disagreement`` (the mutual
+information between the prediction and the members, H(mean p) - mean H(p_k), in nats) and
+``p_std`` (the members' spread of the predicted class's probability). The CSV is written to
+a temporary file and renamed, so an interrupted run leaves no half-written CSV. Where true
+classes among the model's classes exist, accuracy,
 per-class recall and the confusion matrix are printed and written beside the CSV
 (``<out>.metrics.json``, ``<out>.confusion_matrix.png``). Unusable inputs are listed with the
 reason and skipped; the command fails only when none is usable.
@@ -84,7 +88,7 @@ def load_run(workdir) -> TrainedModel:
     """The model of a run with the weights of its latest checkpoint, on the devices."""
     import ml_collections
 
-    from astrospectra_jax.training import checkpointing, sharding, state
+    from astrospectra_jax.training import checkpointing, ensemble, state
 
     workdir = Path(workdir)
     config = ml_collections.ConfigDict(run_config(workdir))
@@ -94,7 +98,9 @@ def load_run(workdir) -> TrainedModel:
     checkpoints = workdir / results.CHECKPOINTS_DIR
     if not checkpoints.is_dir():
         raise RunError(f"{checkpoints}: no checkpoints folder; train the run first")
-    mesh = sharding.make_mesh()
+    if config.get("ensemble_axis") == "mesh":  # here: on devices where they fit, else mapped
+        config.ensemble_axis = "auto"
+    mesh = ensemble.make_mesh(config)
     graphdef, model = state.init_model(config, spec, mesh)  # the layout to restore into
     manager = checkpointing.open_manager(checkpoints, config.keep_checkpoints, read_only=True)
     try:
@@ -111,23 +117,30 @@ def load_run(workdir) -> TrainedModel:
 def predict_probabilities(run: TrainedModel, features: np.ndarray,
                           batch_size: int = DEFAULT_BATCH_SIZE,
                           *, progress: bool = True) -> np.ndarray:
-    """Class probabilities (N, classes), in batches sharded over every device."""
+    """Class probabilities (N, classes), in batches sharded over every device; an ensemble's
+    members' (K, N, classes)."""
     import jax
     from flax import nnx
 
-    from astrospectra_jax.training import input_pipeline, sharding
+    from astrospectra_jax.training import ensemble, input_pipeline, sharding
 
-    mesh = sharding.make_mesh()
+    mesh = ensemble.make_mesh(run.config)
+    members = ensemble.Members.of(run.config, mesh)
     devices = jax.device_count()
     batch_size = -(-batch_size // devices) * devices  # whole rows per device
     batch_size = min(batch_size, -(-len(features) // devices) * devices)
     prep = dict(modality=run.spec.modality, input_size=run.config.model.input_size)
 
+    def forward(items, x):
+        model = nnx.merge(run.graphdef, items["params"], items["model_state"], copy=True)
+        model.eval()
+        return jax.nn.softmax(model(x).astype("float32"))
+
     @jax.jit
     def probabilities(params, model_state, batch):
-        model = nnx.merge(run.graphdef, params, model_state, copy=True)
-        model.eval()
-        return jax.nn.softmax(model(input_pipeline.preprocess(batch, **prep)).astype("float32"))
+        x = input_pipeline.preprocess(batch, **prep)
+        items = {"params": params, "model_state": model_state}
+        return members.lift(forward)(items, x) if members.size > 1 else forward(items, x)
 
     out = []
     padded, _, _ = input_pipeline.pad_to_batches(features, np.zeros(len(features), np.int32),
@@ -136,7 +149,8 @@ def predict_probabilities(run: TrainedModel, features: np.ndarray,
     for start in tqdm(starts, desc="predicting", unit="batch", disable=not progress):
         out.append(probabilities(run.model["params"], run.model["model_state"],
                                  sharding.global_batch(padded[start:start + batch_size], mesh)))
-    return np.concatenate([np.asarray(jax.device_get(p)) for p in out])[:len(features)]
+    out = np.concatenate([np.asarray(jax.device_get(p)) for p in out], axis=-2)
+    return out[..., :len(features), :]
 
 
 def evaluation(true_classes: Sequence[str | None], predicted: np.ndarray,
@@ -216,11 +230,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     probabilities = predict_probabilities(run, np.stack(inputs.features), args.batch_size,
                                           progress=progress)
-    predicted = probabilities.argmax(axis=1)
     header = ["id", "file", "predicted", *(f"p_{c}" for c in names), "true_class"]
-    rows = ([id_, file, names[p], *(f"{q:.6f}" for q in probs), true or ""]
-            for id_, file, p, probs, true in zip(inputs.ids, inputs.files, predicted,
-                                                 probabilities, inputs.true_classes))
+    extra = np.zeros((len(probabilities), 0))
+    if probabilities.ndim == 3:  # an ensemble: the averaged probabilities, and how members differ
+        from astrospectra_jax.training import ensemble
+
+        spread = ensemble.uncertainty(probabilities)
+        probabilities = spread["probabilities"]
+        extra = np.stack([spread["disagreement"], spread["p_std"]], axis=1)
+        header += ["disagreement", "p_std"]
+    predicted = probabilities.argmax(axis=1)
+    rows = ([id_, file, names[p], *(f"{q:.6f}" for q in probs), true or "",
+             *(f"{v:.6f}" for v in more)]
+            for id_, file, p, probs, true, more in zip(inputs.ids, inputs.files, predicted,
+                                                       probabilities, inputs.true_classes, extra))
     with results.atomic_open(args.out) as f:  # an interrupted run leaves no half-written CSV
         writer = csv.writer(f)
         writer.writerow(header)

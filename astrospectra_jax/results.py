@@ -50,7 +50,7 @@ class DeepResults(TypedDict, total=False):
     synthetic: bool  # simulated spectra
     model: str  # registry name, e.g. "resnet18"
     kernels: str  # "xla" or "cpu": the model's operations (config model.kernels, resolved)
-    accuracy: float  # test accuracy
+    accuracy: float  # test accuracy (an ensemble's: of its members' averaged probabilities)
     test_loss: float
     macro_f1: float
     class_names: list[str]
@@ -72,6 +72,17 @@ class DeepResults(TypedDict, total=False):
     # config.eval_datasets: dataset name or folder -> the classification report's keys plus
     # synthetic, split ("test" or "all"), examples, loss; or only "error"
     eval_datasets: dict[str, dict[str, Any]]
+    member_examples_per_s: float | None  # train_examples_per_s x ensemble_size
+    # An ensemble run (config.ensemble_size > 1) adds the following; the top-level accuracy,
+    # test_loss, per_class, macro_f1 and confusion_matrix are then the ensemble's.
+    ensemble_size: int
+    member_axis: str  # "map" (lax.map), "vmap" or "mesh" (members on different devices)
+    # one per member (seed = config.seed + k): seed, accuracy, test_loss, macro_f1,
+    # class_names, per_class, confusion_matrix
+    members: list[dict[str, Any]]
+    accuracy_mean: float  # over the members
+    accuracy_std: float  # over the members (ddof=1)
+    ensemble: dict[str, Any]  # the averaged probabilities' accuracy, test_loss, per_class, ...
 
 
 DEEP_RESULTS_REQUIRED = ("dataset", "model", "accuracy")
@@ -129,7 +140,8 @@ class SuiteRun(TypedDict, total=False):
     dataset: str
     model: str
     input_size: int
-    seed: int
+    seed: int  # the first seed of an ensemble run
+    ensemble_size: int  # > 1: seeds seed .. seed + ensemble_size - 1 as one ensemble run
     command: list[str]
     log: str
     resumed: bool

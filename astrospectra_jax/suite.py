@@ -7,6 +7,10 @@
 Each run is ``main.py --config=configs/<v1|v2>_<model>.py`` (``line_<v>_conv1d.py`` for the
 line datasets; Fashion-MNIST uses the v2 configs) in
 ``<runs>/<dataset with / as _>/<model>_<input size>/seed<k>``, its output in ``train.log`` there.
+By default the seeds of a model train together as one ensemble run (``config.ensemble_size``:
+consecutive seeds s .. s + K - 1 in ``.../seeds<s>-<s+K-1>``, one process and one compilation
+for all, each member the model its seed's own run trains; the report counts each member as its
+seed's run); ``--separate`` keeps one run per seed.
 A run whose ``results.json`` exists is skipped; one that started but did not finish is run
 again with the same command, which resumes from its latest checkpoint. A failed run is
 recorded (``suite_run.json`` and its log) and the suite goes on; the exit status is 1 if any
@@ -45,7 +49,8 @@ INPUT_SIZE_CHOICES = ("config", "native", "paper")
 PAPER_INPUT_SIZE = 224  # the torchvision architectures on upsampled images
 # Fields the suite sets itself for every run; --set may not change them.
 _RESERVED = {"dataset": "--dataset", "seed": "--seeds", "model.input_size": "--input-size",
-             "model.name": "--models", "data_dir": "--data-dir"}
+             "model.name": "--models", "data_dir": "--data-dir",
+             "ensemble_size": "--seeds (and --separate)"}
 _STOP_GRACE_S = 120.0  # after SIGTERM a run saves a checkpoint before it exits
 
 
@@ -63,9 +68,13 @@ class PlannedRun:
     workdir: Path
     command: tuple[str, ...]
     cwd: Path  # main.py's folder: configs import ``configs.base`` from there
+    ensemble_size: int = 1  # > 1: seeds seed .. seed + ensemble_size - 1 in one ensemble run
 
     @property
     def name(self) -> str:
+        if self.ensemble_size > 1:
+            return (f"{self.dataset} {self.model}_{self.input_size} "
+                    f"seeds{self.seed}-{self.seed + self.ensemble_size - 1}")
         return f"{self.dataset} {self.model}_{self.input_size} seed{self.seed}"
 
     @property
@@ -183,8 +192,22 @@ def config_path(dataset: str, model: str, config_dir: Path = DEFAULT_CONFIGS) ->
     return config_dir / f"{prefix}_{model}.py"
 
 
-def run_dir(runs: Path, dataset: str, model: str, size: int, seed: int) -> Path:
-    return Path(runs) / dataset.replace("/", "_") / f"{model}_{size}" / f"seed{seed}"
+def run_dir(runs: Path, dataset: str, model: str, size: int, seed: int,
+            ensemble_size: int = 1) -> Path:
+    name = f"seed{seed}" if ensemble_size == 1 else f"seeds{seed}-{seed + ensemble_size - 1}"
+    return Path(runs) / dataset.replace("/", "_") / f"{model}_{size}" / name
+
+
+def seed_groups(seeds: Sequence[int], ensemble: bool) -> list[tuple[int, int]]:
+    """(first seed, ensemble size) per run: each seed alone, or with ``ensemble`` each stretch
+    of consecutive seeds as one ensemble (member k has seed first + k)."""
+    groups: list[list[int]] = []
+    for seed in seeds:
+        if ensemble and groups and seed == groups[-1][0] + groups[-1][1]:
+            groups[-1][1] += 1
+        else:
+            groups.append([seed, 1])
+    return [(first, size) for first, size in groups]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -218,9 +241,11 @@ def parse_overrides(items: Sequence[str]) -> list[str]:
 def plan(datasets: Sequence[str], models: str, seeds: Sequence[int], runs: str | Path, *,
          input_size_choice: str = "config", overrides: Sequence[str] = (),
          data_dir: str | None = None, python: str = sys.executable,
-         config_dir: Path = DEFAULT_CONFIGS, main: Path = DEFAULT_MAIN) -> list[PlannedRun]:
-    """Every (dataset, model, seed) run, in that order; raises SuiteError for a bad option
-    or a missing config file. Each run is ``python main --config=<config_dir>/...``."""
+         config_dir: Path = DEFAULT_CONFIGS, main: Path = DEFAULT_MAIN,
+         ensemble: bool = False) -> list[PlannedRun]:
+    """Every (dataset, model, seed) run, in that order (``ensemble``: consecutive seeds as one
+    ensemble run, see ``seed_groups``); raises SuiteError for a bad option or a missing config
+    file. Each run is ``python main --config=<config_dir>/...``."""
     main, config_dir = Path(main).absolute(), Path(config_dir).absolute()
     if not main.is_file():
         raise SuiteError(f"--main {main}: no such file")
@@ -238,15 +263,18 @@ def plan(datasets: Sequence[str], models: str, seeds: Sequence[int], runs: str |
             if not config.is_file():
                 raise SuiteError(f"no config for {model} on {dataset}: {config} does not exist")
             size = input_size(model, input_size_choice, config)
-            for seed in seeds:
-                workdir = run_dir(runs, dataset, model, size, seed)
+            for seed, members in seed_groups(seeds, ensemble):
+                workdir = run_dir(runs, dataset, model, size, seed, members)
                 command = [python, str(main), f"--config={config}", f"--workdir={workdir}",
                            f"--config.dataset={dataset}", f"--config.seed={seed}",
                            f"--config.model.input_size={size}"]
+                if members > 1:
+                    command.append(f"--config.ensemble_size={members}")
                 if data_dir:
                     command.append(f"--config.data_dir={Path(data_dir).absolute()}")
                 planned.append(PlannedRun(dataset, model, size, seed, config, workdir,
-                                   tuple(command + flags), cwd=main.parent))
+                                          tuple(command + flags), cwd=main.parent,
+                                          ensemble_size=members))
     return planned
 
 
@@ -291,7 +319,8 @@ def execute_one(run: PlannedRun, *, resumed: bool) -> dict:
     re-raises KeyboardInterrupt."""
     run.workdir.mkdir(parents=True, exist_ok=True)
     record: results.SuiteRun = {"name": run.name, "dataset": run.dataset, "model": run.model,
-              "input_size": run.input_size, "seed": run.seed, "command": list(run.command),
+              "input_size": run.input_size, "seed": run.seed,
+              "ensemble_size": run.ensemble_size, "command": list(run.command),
               "log": str(run.log), "resumed": resumed, "started_at": _now(), "status": "running"}
     results.write_json(run.workdir / results.SUITE_RECORD, record)
     start = time.time()
@@ -414,7 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'all' (the eight CNNs; conv1d for line datasets) or a "
                              "comma-separated list, e.g. lenet,resnet18")
     parser.add_argument("--seeds", default="1",
-                        help="number of seeds (3 -> 0,1,2) or a comma-separated list")
+                        help="number of seeds (3 -> 0,1,2) or a comma-separated list; "
+                             "consecutive seeds train as one ensemble run unless --separate")
+    parser.add_argument("--separate", action="store_true",
+                        help="one run (process) per seed instead of one ensemble run per "
+                             "model")
     parser.add_argument("--runs", required=True, help="folder holding one workdir per run")
     parser.add_argument("--input-size", default="config", choices=INPUT_SIZE_CHOICES,
                         help="config: as each config file sets it; native: 28x28 images; "
@@ -449,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = plan(datasets, args.models, parse_seeds(args.seeds), args.runs,
                     input_size_choice=args.input_size, overrides=args.overrides,
                     data_dir=args.data_dir, config_dir=Path(args.configs),
-                    main=Path(args.main))
+                    main=Path(args.main), ensemble=not args.separate)
     except SuiteError as error:
         parser.error(str(error))
     if args.dry_run:

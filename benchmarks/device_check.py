@@ -55,8 +55,8 @@ V2_TRAIN, V2_TEST = 42_454, 7_546
 SIMULATION_CHUNK = 2048
 TORCHVISION = ("alexnet", "vgg16", "googlenet", "resnet18", "mobilenetv2")
 # Share of the budget per section; the models section is the largest.
-SECTION_SHARES = {"ceilings": 0.06, "models": 0.54, "epoch": 0.12, "accuracy": 0.18,
-                  "profile": 0.10}
+SECTION_SHARES = {"ceilings": 0.06, "models": 0.48, "epoch": 0.12, "ensembles": 0.06,
+                  "accuracy": 0.18, "profile": 0.10}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +81,9 @@ class Sizes:
     dtype: str  # of the epoch, accuracy and profile sections
     accuracy_models: tuple[tuple[str, int], ...]
     torch_compile: bool  # inductor on a CPU compiles C++ for minutes: off in the smoke run
+    ensemble_sizes: tuple[int, ...] = (1, 8, 32)  # members trained in one program
+    ensemble_models: tuple[tuple[str, int], ...] = (("simplecnn2", 28), ("resnet18", 28))
+    ensemble_dtype: str = "bfloat16"
 
 
 FULL = Sizes(matmul=8192, copy_mib=2048, batch_28=256, batch_224=256, resident_examples=8192,
@@ -94,7 +97,8 @@ SMOKE = Sizes(matmul=512, copy_mib=16, batch_28=16, batch_224=2, resident_exampl
               repeat_s=0.0, repeats=1, epoch_examples=64, sim_train=600, sim_test=150,
               max_epochs=2, profile_steps=2, models_224=(),
               bf16_models=("simplecnn2",), fp32_models=None, dtype="float32", accuracy_models=(("simplecnn2", 28),),
-              torch_compile=False)
+              torch_compile=False, ensemble_sizes=(1, 2), ensemble_models=(("simplecnn2", 28),),
+              ensemble_dtype="float32")
 
 
 # ----------------------------------------------------------------------------- output
@@ -105,7 +109,8 @@ class Report:
     def __init__(self, out: Path, meta: dict):
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
-        self.data = {"meta": meta, "ceilings": {}, "models": [], "epoch": [], "accuracy": [],
+        self.data = {"meta": meta, "ceilings": {}, "models": [], "epoch": [], "ensembles": [],
+                     "accuracy": [],
                      "profile": {}, "skipped": [], "errors": [], "sections_s": {}}
 
     def add(self, section: str, item) -> None:
@@ -163,6 +168,13 @@ def markdown(data: dict) -> str:
                             [[f"{r['model']}@{r['input_size']}", r["dtype"], str(r["batch_size"]),
                               str(r["examples"]), _fmt(r["wall_s"], 2), _fmt(r["examples_per_s"]),
                               _fmt(r["compile_s"], 1)] for r in data["epoch"]]))
+    if data.get("ensembles"):
+        parts.append(_table(["ensemble (one epoch)", "dtype", "members", "member axis", "batch",
+                             "wall s", "member-examples/s", "compile s"],
+                            [[f"{r['model']}@{r['input_size']}", r["dtype"], str(r["members"]),
+                              r["member_axis"], str(r["batch_size"]), _fmt(r["wall_s"], 2),
+                              _fmt(r["member_examples_per_s"]), _fmt(r["compile_s"], 1)]
+                             for r in data["ensembles"]]))
     if data["accuracy"]:
         parts.append(_table(["time to accuracy", "dtype", "target", "reached", "epochs",
                              "seconds", "final accuracy", "wall s (compile incl.)"],
@@ -433,20 +445,23 @@ def torch_compile_rates(row: dict, sizes: Sizes) -> dict:
         _release(torch)
 
 
-def _epoch_state(name: str, size: int, batch: int, dtype: str, features, labels):
+def _epoch_state(name: str, size: int, batch: int, dtype: str, features, labels,
+                 members: int = 1):
     """The project's compiled chunk over a resident split, and a function running one epoch
     the way ``loop.train`` does (chunks ending at multiples of steps_per_call, the
-    last one's extra steps no-ops); returns (run_epoch, compile_s)."""
+    last one's extra steps no-ops); returns (run_epoch, compile_s). ``members``: an ensemble
+    of that many models (config.ensemble_size)."""
     import jax
 
     from astrospectra_jax.data import catalogue
-    from astrospectra_jax.training import inputs, sharding, steps as training_steps
+    from astrospectra_jax.training import ensemble, inputs, sharding, steps as training_steps
     from astrospectra_jax.training import state as training_state
     from benchmarks import throughput
 
     config = throughput.make_config(name, size, batch, dtype)
+    config.ensemble_size = members
     spec = catalogue.info(config.dataset)
-    mesh = sharding.make_mesh()
+    mesh = ensemble.make_mesh(config)
     chunk = training_steps.resolve_steps_per_call(config)
     steps_per_epoch = len(labels) // batch
     tx, _ = training_steps.make_optimizer(config, steps_per_epoch)
@@ -486,6 +501,26 @@ def epoch_row(name: str, size: int, dtype: str, sizes: Sizes) -> dict:
     return {"model": name, "input_size": size, "dtype": dtype, "batch_size": batch,
             "examples": len(labels), "steps": steps, "wall_s": wall,
             "examples_per_s": steps * batch / wall, "compile_s": compile_s}
+
+
+def ensemble_row(name: str, size: int, members: int, sizes: Sizes) -> dict:
+    """One epoch of ``members`` models trained together: member-examples/s."""
+    from astrospectra_jax.data import catalogue
+    from astrospectra_jax.training import ensemble
+    from benchmarks import throughput
+
+    batch = sizes.batch_224 if size == 224 else sizes.batch_28
+    spec = catalogue.info(throughput.IMAGE_DATASET)
+    features, labels = throughput.random_split(spec, sizes.epoch_examples)
+    run_epoch, compile_s, steps = _epoch_state(name, size, batch, sizes.ensemble_dtype,
+                                               features, labels, members)
+    wall = run_epoch()
+    config = throughput.make_config(name, size, batch, sizes.ensemble_dtype)
+    config.ensemble_size = members
+    return {"model": name, "input_size": size, "dtype": sizes.ensemble_dtype,
+            "members": members, "member_axis": ensemble.resolve_axis(config),
+            "batch_size": batch, "steps": steps, "wall_s": wall, "compile_s": compile_s,
+            "member_examples_per_s": members * steps * batch / wall}
 
 
 def accuracy_row(name: str, size: int, dtype: str, splits, target: float, sizes: Sizes,
@@ -622,7 +657,7 @@ def parse_args(argv=None):
                              "smoke 0.5)")
     parser.add_argument("--profile", action="store_true",
                         help="trace ResNet18@224 training and summarise where the step goes")
-    parser.add_argument("--sections", default="ceilings,models,epoch,accuracy,profile",
+    parser.add_argument("--sections", default="ceilings,models,epoch,ensembles,accuracy,profile",
                         help="comma-separated subset of the sections, in their fixed order")
     parser.add_argument("--models", default=None,
                         help="comma-separated model names for the models section (default all)")
@@ -728,6 +763,13 @@ def main(argv=None) -> dict:
                               lambda: epoch_row(name, size, sizes.dtype, sizes))
                 if row:
                     report.add("epoch", row)
+        elif section == "ensembles":
+            for name, size in sizes.ensemble_models:
+                for members in sizes.ensemble_sizes:
+                    row = attempt(section, f"ensemble {name}@{size} x{members}",
+                                  lambda: ensemble_row(name, size, members, sizes))
+                    if row:
+                        report.add("ensembles", row)
         elif section == "accuracy":
             splits, simulate_s = simulated()
             report.data["meta"]["simulation_wait_s"] = simulate_s

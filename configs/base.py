@@ -39,6 +39,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.augment = ml_collections.ConfigDict()
     config.augment.max_shift = 0  # > 0: random shift along wavelength by up to this many bins
     config.seed = 0
+    # > 1: train this many models in one program, member k from seed + k (the same model a
+    # single run with that seed trains); results.json adds each member and their ensemble.
+    config.ensemble_size = 1
+    # How members lie: auto | map (lax.map, one after another) | vmap | mesh (members on
+    # different devices). auto: mesh when the device count is a multiple of ensemble_size, else
+    # map on CPU and vmap on GPU/TPU (astrospectra_jax/training/ensemble.py).
+    config.ensemble_axis = "auto"
 
     config.input_pipeline = "device"  # device: splits live on the accelerators | tfdata: streamed
     config.shuffle_buffer = 50_000  # tfdata only

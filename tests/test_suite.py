@@ -27,9 +27,17 @@ def test_dry_run_lists_every_command(tmp_path, capsys):
     assert suite.main(["--dataset", "astrospectra_mnist/v2_synthetic", "--models", "all",
                        "--seeds", "3", "--runs", str(runs), "--input-size", "paper",
                        "--set", "num_epochs=2", "--set", "batch_size=64", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()  # by default: one ensemble run per model
+    assert len(lines) == 8 and all(line.startswith("run ") for line in lines)
+    assert all("--config.seed=0 " in line and "--config.ensemble_size=3" in line
+               and "/seeds0-2 " in line for line in lines)
+    assert suite.main(["--dataset", "astrospectra_mnist/v2_synthetic", "--models", "all",
+                       "--seeds", "3", "--runs", str(runs), "--separate", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 8 * 3 and all(line.startswith("run ") for line in lines)
+    assert len(lines) == 8 * 3 and not any("ensemble_size" in line for line in lines)
     assert not runs.exists()  # a dry run writes nothing
+    assert suite.seed_groups([0, 1, 2, 5, 7, 8], ensemble=True) == [(0, 3), (5, 1), (7, 2)]
+    assert suite.seed_groups([0, 1], ensemble=False) == [(0, 1), (1, 1)]
 
     planned = suite.plan(["astrospectra_mnist/v2_synthetic"], "all", [0, 1, 2], runs,
                          input_size_choice="paper", overrides=["num_epochs=2"])
@@ -137,7 +145,8 @@ def test_real_runs_are_skipped_when_finished_and_resumed_when_not(tmp_path, data
     (seed0 / "results.json").unlink()
     assert first[0].state() == "partial"
 
-    argv = ["--dataset", MINI, "--models", "lenet", "--seeds", "2", "--runs", str(runs),
+    argv = ["--dataset", MINI, "--models", "lenet", "--seeds", "2", "--separate", "--runs",
+            str(runs),
             "--data-dir", data_dir, "--no-progress"] + [a for s in TINY for a in ("--set", s)]
     assert suite.main(argv + ["--dry-run"]) == 0
     dry = capsys.readouterr().out.splitlines()
@@ -181,7 +190,8 @@ def test_a_failed_run_is_recorded_and_the_suite_goes_on(tmp_path, data_dir, caps
 
     # From the command line, with main.py rejecting the config: exit status 1, the error in
     # the run's log; the earlier failure is tried again, the finished run is skipped.
-    argv = ["--dataset", MINI, "--models", "lenet", "--seeds", "1,2", "--runs", str(runs),
+    argv = ["--dataset", MINI, "--models", "lenet", "--seeds", "1,2", "--separate", "--runs",
+            str(runs),
             "--data-dir", data_dir, "--no-progress", "--set", "optimizer.name=adagrad"]
     assert suite.main(argv) == 1
     out = capsys.readouterr().out

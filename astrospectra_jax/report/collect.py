@@ -1,6 +1,9 @@
 """Finding and reading the runs under a folder, through the records of ``results``.
 
-Deep runs are workdirs holding ``results.json`` (and ``metrics.jsonl``); classical grids hold
+Deep runs are workdirs holding ``results.json`` (and ``metrics.jsonl``); an ensemble run's
+``results.json`` (``members``) counts as one run per member, each with its seed, figures and
+curves (``train_member_<k>``), so Table 2's mean and std come out as from separate runs.
+Classical grids hold
 ``classical_results.json``; runs the suite started without results leave ``suite_run.json``,
 and ``main.py`` runs stopped early leave ``checkpoints/`` alone.
 """
@@ -65,9 +68,11 @@ class ClassicalResult:
     setup: dict = dataclasses.field(default_factory=dict)  # n_train, train_subsample, budget
 
 
-def read_curves(path: Path) -> tuple[dict, dict]:
-    """(train, test) series from metrics.jsonl; a step logged twice (a resumed run) keeps its
-    last record. Unreadable lines are skipped."""
+def read_curves(path: Path, member: int | None = None) -> tuple[dict, dict]:
+    """(train, test) series from metrics.jsonl (an ensemble ``member``'s: ``train_member_<k>``,
+    ``test_member_<k>``); a step logged twice (a resumed run) keeps its last record.
+    Unreadable lines are skipped."""
+    suffix = "" if member is None else f"_member_{member}"
     by_step: dict[tuple[str, int], dict] = {}
     for record in results.read_metrics(path):
         try:
@@ -76,11 +81,12 @@ def read_curves(path: Path) -> tuple[dict, dict]:
             continue
     series = {}
     for split in ("train", "test"):
-        steps = sorted(step for s, step in by_step if s == split)
+        name = split + suffix
+        steps = sorted(step for s, step in by_step if s == name)
         series[split] = {
             "step": steps,
-            "loss": [by_step[(split, s)].get("loss", np.nan) for s in steps],
-            "accuracy": [by_step[(split, s)].get("accuracy", np.nan) for s in steps],
+            "loss": [by_step[(name, s)].get("loss", np.nan) for s in steps],
+            "accuracy": [by_step[(name, s)].get("accuracy", np.nan) for s in steps],
         }
     return series["train"], series["test"]
 
@@ -109,9 +115,23 @@ def find_deep_runs(runs_dir: Path) -> tuple[list[DeepRun], list[str]]:
     runs, problems = [], []
     for path, record in _read_all(runs_dir, results.RESULTS_JSON, results.read_deep_results,
                                   problems):
+        if isinstance(record.get("members"), list) and record["members"]:
+            runs.extend(member_runs(path.parent, record))
+            continue
         train, test = read_curves(path.parent / results.METRICS_JSONL)
         runs.append(DeepRun(path.parent, record, train, test))
     return runs, problems
+
+
+def member_runs(workdir: Path, record: results.DeepResults) -> list[DeepRun]:
+    """An ensemble run's members as the runs of their seeds: the run's record with each
+    member's seed, accuracy, loss and per-class figures, and the member's curves."""
+    shared = {k: v for k, v in record.items() if k not in ("members", "ensemble")}
+    runs = []
+    for k, member in enumerate(record["members"]):
+        train, test = read_curves(workdir / results.METRICS_JSONL, member=k)
+        runs.append(DeepRun(workdir, {**shared, **member, "ensemble_member": k}, train, test))
+    return runs
 
 
 def find_incomplete(runs_dir: Path) -> list[dict]:

@@ -23,10 +23,18 @@ def evaluate(split: inputs.EvalSplit, eval_batch, state) -> dict[str, Any]:
     """
     labels = split.labels
     n = len(labels)
-    loss_sums, corrects, predictions = zip(*jax.device_get(split.outputs(eval_batch, state)),
-                                           strict=True)
-    return {"loss": float(np.sum(loss_sums)) / n, "accuracy": float(np.sum(corrects)) / n,
-            "predictions": np.concatenate(predictions)[:n], "labels": labels}
+    columns = list(zip(*jax.device_get(split.outputs(eval_batch, state)), strict=True))
+    loss_sums, corrects, predictions = columns[:3]
+    result = {"loss": float(np.sum(loss_sums)) / n, "accuracy": float(np.sum(corrects)) / n,
+              "predictions": np.concatenate(predictions)[:n], "labels": labels}
+    if len(columns) > 3:  # an ensemble: the above of the averaged probabilities, and each member
+        member_loss, member_correct, member_predictions = columns[3:]
+        losses, correct = np.sum(member_loss, axis=0) / n, np.sum(member_correct, axis=0) / n
+        member_predictions = np.concatenate(member_predictions, axis=1)[:, :n]
+        result["members"] = [{"loss": float(loss), "accuracy": float(accuracy),
+                              "predictions": member_predictions[k]}
+                             for k, (loss, accuracy) in enumerate(zip(losses, correct))]
+    return result
 
 
 def _other_dataset(name: str, config, spec) -> tuple[np.ndarray, np.ndarray, bool, str] | str:

@@ -59,7 +59,8 @@ class Cadence:
 
 class MetricWindow:
     """The chunks' metrics, read from the devices late: checked finite, averaged over windows
-    of ``log_every_steps`` steps, logged, and passed to clu's progress report."""
+    of ``log_every_steps`` steps, logged, and passed to clu's progress report. An ensemble's
+    metrics have a member axis: ``train`` logs the members' mean, ``train_member_<k>`` each."""
 
     def __init__(self, config, log, schedule, cadence: Cadence, start_step: int, progress):
         self.config, self.log, self.schedule, self.cadence = config, log, schedule, cadence
@@ -95,10 +96,14 @@ class MetricWindow:
                 self._write(done)
 
     def _check_finite(self, first: int, loss: np.ndarray) -> None:
-        bad = np.flatnonzero(~np.isfinite(loss))
+        loss = loss.reshape(len(loss), -1)  # (steps, members)
+        bad = np.flatnonzero(~np.isfinite(loss).all(axis=1))
         if bad.size:
+            value = loss[bad[0]][~np.isfinite(loss[bad[0]])][0]
+            member = "" if loss.shape[1] == 1 else \
+                f" (member {int(np.flatnonzero(~np.isfinite(loss[bad[0]]))[0])})"
             raise NonFiniteLossError(
-                f"training loss is {loss[bad[0]]} at step {first + bad[0] + 1} (epoch "
+                f"training loss is {value}{member} at step {first + bad[0] + 1} (epoch "
                 f"{(first + bad[0]) // self.cadence.steps_per_epoch + 1}); stopping. The bad "
                 f"state was not saved; {self.kept}. Try a lower "
                 f"config.optimizer.learning_rate (now {self.config.optimizer.learning_rate}).")
@@ -110,6 +115,11 @@ class MetricWindow:
                   "loss": float(np.mean(self.loss)), "accuracy": float(np.mean(self.accuracy)),
                   "learning_rate": float(self.schedule(done - 1)), "examples_per_s": rate}
         self.log.write("train", done, values)
+        if np.ndim(self.loss) == 2:  # an ensemble: each member's curve
+            for k, (loss, accuracy) in enumerate(zip(np.mean(self.loss, axis=0),
+                                                     np.mean(self.accuracy, axis=0))):
+                self.log.write(f"train_member_{k}", done, {
+                    "epoch": values["epoch"], "loss": float(loss), "accuracy": float(accuracy)})
         left = (self.cadence.total_steps - done) * (now - self.time) / max(done - self.step, 1)
         logging.info("step %d/%d  epoch %.2f  loss %.4f  accuracy %.4f  lr %.2e  %.0f examples/s"
                      "  ETA %dm%02ds", done, self.cadence.total_steps, values["epoch"],

@@ -10,6 +10,7 @@ dispatches one call per chunk.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -19,7 +20,7 @@ import ml_collections
 import optax
 from flax import nnx
 
-from astrospectra_jax.training import input_pipeline, sharding
+from astrospectra_jax.training import ensemble, input_pipeline, sharding
 from astrospectra_jax.training.configuration import choice, non_negative, require
 from astrospectra_jax.training.state import AUGMENT_STREAM, DATA_STREAM, DTYPES, TrainState
 
@@ -107,21 +108,31 @@ class Steps(NamedTuple):
     eval_batch: Callable  # (state or model, features, labels, mask, index) -> sums, predictions
 
 
-def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch):
+def _forward(graphdef, model_items, x):
+    """Evaluation-mode logits of ``{"params", "model_state"}`` on the model input ``x``."""
+    model = nnx.merge(graphdef, model_items["params"], model_items["model_state"], copy=True)
+    model.eval()
+    return model(x)
+
+
+def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch, members: ensemble.Members):
     """The (unjitted) evaluation step of ``make_steps``."""
 
     def eval_batch(state, features, labels, mask, index):
         """Sum of loss, number correct and the predictions of batch ``index`` of a padded split;
-        ``state`` a TrainState or its ``model()`` items."""
+        ``state`` a TrainState or its ``model()`` items. An ensemble's step adds the members'
+        own (see ``ensemble.combine``); its loss and predictions are the averaged
+        probabilities'."""
         state = state.model() if isinstance(state, TrainState) else state
         features, labels, mask = (jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size)
                                   for a in (features, labels, mask))
         features = jax.lax.with_sharding_constraint(features, on_batch)
         x = input_pipeline.preprocess(features, **prep)
-        model = nnx.merge(graphdef, state["params"], state["model_state"], copy=True)
-        model.eval()
-        logits = model(x)
         mask = mask.astype(jnp.float32)
+        if members.size > 1:
+            logits = members.lift(lambda m, x: _forward(graphdef, m, x))(state, x)
+            return ensemble.combine(logits, labels, mask, cross_entropy)
+        logits = _forward(graphdef, state, x)
         loss_sum = (cross_entropy(logits, labels) * mask).sum()
         predictions = jnp.argmax(logits, -1).astype(jnp.int32)
         correct = ((predictions == labels) * mask).sum()
@@ -130,25 +141,11 @@ def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch):
     return eval_batch
 
 
-def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train: int,
-               steps_per_call: int) -> Steps:
-    """The jitted training chunks, data order and evaluation step of a run."""
-    seed_key = jax.random.key(config.seed)
-    data_key = jax.random.fold_in(seed_key, DATA_STREAM)
-    augment_key = jax.random.fold_in(seed_key, AUGMENT_STREAM)
-    require(0.0 <= config.label_smoothing < 1.0, "label_smoothing", config.label_smoothing,
-            "must be in [0, 1)")
-    require(config.augment.max_shift >= 0, "augment.max_shift", config.augment.max_shift,
-            "must be >= 0")
-    batch_size, chunk = config.batch_size, steps_per_call
-    # Epochs a chunk can touch: steps s0 .. s0 + chunk - 1 span at most this many.
-    num_permutations = (chunk - 1) // steps_per_epoch + 2
-    prep = dict(modality=spec.modality, input_size=config.model.input_size)
-    max_shift = config.augment.max_shift
-    on_batch = sharding.batch_sharded(mesh)
-    replicated = sharding.replicated(mesh)
+def _train_step(config, graphdef, tx, prep: dict, on_batch):
+    """One model's optimizer step ``(state, features, labels, end_step, augment_key)``."""
+    max_shift, smoothing = config.augment.max_shift, config.label_smoothing
 
-    def train_step(state, features, labels, end_step):
+    def train_step(state, features, labels, end_step, augment_key):
         """One optimizer step; a no-op (state unchanged) once ``state.step >= end_step``, so a
         chunk of fixed length can end early without a second compilation."""
         features = jax.lax.with_sharding_constraint(features, on_batch)
@@ -161,7 +158,7 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
             model = nnx.merge(graphdef, params, state.model_state, copy=True)
             model.train()
             logits = model(x)
-            loss = cross_entropy(logits, labels, config.label_smoothing).mean()
+            loss = cross_entropy(logits, labels, smoothing).mean()
             _, _, model_state = nnx.split(model, nnx.Param, ...)
             return loss, (logits, model_state)
 
@@ -177,12 +174,67 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
         accuracy = (jnp.argmax(logits, -1) == labels).mean()
         return state, {"loss": loss, "accuracy": accuracy}
 
+    return train_step
+
+
+def _members_step(train_step, members: ensemble.Members, augment_keys):
+    """``train_step`` lifted over an ensemble's members: features (K, B, ...), labels (K, B);
+    each member steps with its own batch and augmentation key, ``step`` stays shared."""
+
+    def one(member, shared):
+        params, model_state, opt_state, features, labels, augment_key = member
+        step, end_step = shared
+        state, metrics = train_step(TrainState(step, params, model_state, opt_state), features,
+                                    labels, end_step, augment_key)
+        return (state.params, state.model_state, state.opt_state), metrics
+
+    lifted = members.lift(one)
+
+    def step(state, features, labels, end_step):
+        (params, model_state, opt_state), metrics = lifted(
+            (state.params, state.model_state, state.opt_state, features, labels, augment_keys),
+            (state.step, end_step))
+        new_step = jnp.where(state.step < end_step, state.step + 1, state.step)
+        return TrainState(new_step, params, model_state, opt_state), metrics
+
+    return step
+
+
+def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train: int,
+               steps_per_call: int) -> Steps:
+    """The jitted training chunks, data order and evaluation step of a run (an ensemble's
+    when ``config.ensemble_size > 1``: see ``ensemble``)."""
+    members = ensemble.Members.of(config, mesh)
+    data_key = members.keys(config.seed, DATA_STREAM)
+    augment_key = members.keys(config.seed, AUGMENT_STREAM)
+    require(0.0 <= config.label_smoothing < 1.0, "label_smoothing", config.label_smoothing,
+            "must be in [0, 1)")
+    require(config.augment.max_shift >= 0, "augment.max_shift", config.augment.max_shift,
+            "must be >= 0")
+    batch_size, chunk = config.batch_size, steps_per_call
+    # Epochs a chunk can touch: steps s0 .. s0 + chunk - 1 span at most this many.
+    num_permutations = (chunk - 1) // steps_per_epoch + 2
+    prep = dict(modality=spec.modality, input_size=config.model.input_size)
+    on_batch = sharding.batch_sharded(mesh)
+    replicated = sharding.replicated(mesh)
+    # Inside shard_map over "member" the batch constraint names "data" of the context mesh.
+    train_step = _train_step(config, graphdef, tx, prep, jax.sharding.PartitionSpec(
+        sharding.DATA_AXIS) if members.axis == "mesh" else on_batch)
+    if members.size > 1:
+        train_step = _members_step(train_step, members, augment_key)
+        on_members = sharding.member_sharded(mesh, batch=True)
+    else:
+        train_step = functools.partial(train_step, augment_key=augment_key)
+
     def epoch_permutations(first_epoch):
         """The data order of epochs ``first_epoch, first_epoch + 1, ...``: as many as a chunk
-        starting in ``first_epoch`` can reach. Computed once per epoch, outside the chunk: a
-        sort of the whole split is not free on CPU."""
-        return jax.vmap(lambda epoch: input_pipeline.epoch_permutation(data_key, epoch, num_train)
-                        )(first_epoch + jnp.arange(num_permutations))
+        starting in ``first_epoch`` can reach (each member's, (K, epochs, N), for an ensemble).
+        Computed once per epoch, outside the chunk: a sort of the whole split is not free on
+        CPU."""
+        epochs = first_epoch + jnp.arange(num_permutations)
+        orders = lambda key: jax.vmap(  # noqa: E731
+            lambda epoch: input_pipeline.epoch_permutation(key, epoch, num_train))(epochs)
+        return orders(data_key) if members.size == 1 else jax.vmap(orders)(data_key)
 
     def device_chunk(state, train_features, train_labels, permutations, end_step):
         """``chunk`` steps from ``state.step`` (those at or past ``end_step`` are no-ops),
@@ -192,10 +244,16 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
 
         def body(state, _):
             epoch, position = jnp.divmod(state.step, steps_per_epoch)
-            idx = input_pipeline.batch_indices(permutations[epoch - first_epoch], position,
-                                               batch_size)
-            return train_step(state, jnp.take(train_features, idx, axis=0),
-                              jnp.take(train_labels, idx, axis=0), end_step)
+            indices = lambda p: input_pipeline.batch_indices(  # noqa: E731
+                p[epoch - first_epoch], position, batch_size)
+            if members.size == 1:
+                idx = indices(permutations)
+                return train_step(state, jnp.take(train_features, idx, axis=0),
+                                  jnp.take(train_labels, idx, axis=0), end_step)
+            idx = jax.vmap(indices)(permutations)  # (K, B): each member's own batch
+            features, labels = (jax.lax.with_sharding_constraint(
+                jnp.take(a, idx, axis=0), on_members) for a in (train_features, train_labels))
+            return train_step(state, features, labels, end_step)
 
         return scan_steps(body, state, length=chunk)
 
@@ -204,8 +262,12 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
         return scan_steps(lambda state, batch: train_step(state, *batch, end_step), state,
                           (features, labels), length=chunk)
 
-    train_jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=replicated)  # noqa: E731
+    out = replicated
+    if members.size > 1:  # the members' state along "member" (replicated without that axis)
+        on_state = sharding.member_sharded(mesh)
+        out = (TrainState(replicated, on_state, on_state, on_state), replicated)
+    train_jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=out)  # noqa: E731
     return Steps(device_chunk=train_jit(device_chunk), stream_chunk=train_jit(stream_chunk),
                  epoch_permutations=jax.jit(epoch_permutations, out_shardings=replicated),
-                 eval_batch=jax.jit(_eval_batch(graphdef, batch_size, prep, on_batch),
+                 eval_batch=jax.jit(_eval_batch(graphdef, batch_size, prep, on_batch, members),
                                     out_shardings=replicated))

@@ -24,8 +24,8 @@ from absl import logging
 
 from astrospectra_jax import results as run_files
 from astrospectra_jax.models import kernels
-from astrospectra_jax.training import (checkpointing, evaluation, inputs, input_pipeline, loop,
-                                       metrics, preemption, sharding, steps)
+from astrospectra_jax.training import (checkpointing, ensemble, evaluation, inputs,
+                                       input_pipeline, loop, metrics, preemption, steps)
 from astrospectra_jax.training.configuration import ConfigError, eval_dataset_names, validate
 from astrospectra_jax.training.loop import NonFiniteLossError
 from astrospectra_jax.training.preemption import Preempted
@@ -47,7 +47,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     wall_start = time.time()
     spec = validate(config)
     workdir, lead = Path(workdir), jax.process_index() == 0
-    mesh = sharding.make_mesh()
+    mesh = ensemble.make_mesh(config)  # 2-D ("member", "data") for members on devices
     chunk = steps.resolve_steps_per_call(config)
     train_input, test_split = inputs.load(config, spec, mesh, chunk, splits)
     steps_per_epoch = inputs.steps_per_epoch(config, train_input.num_train)
@@ -77,6 +77,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             result = evaluation.evaluate(test_split, compiled.eval_batch, state)
             log.write("test", step, {"epoch": step / steps_per_epoch, "loss": result["loss"],
                                      "accuracy": result["accuracy"]})
+            ensemble.log_members(log, "test", step, step / steps_per_epoch, result)
             logging.info("epoch %.2f: test loss %.4f  test accuracy %.4f",
                          step / steps_per_epoch, result["loss"], result["accuracy"])
             return result
@@ -153,6 +154,8 @@ def _run_record(config, spec, splits, final, cadence: loop.Cadence, num_train: i
         "train_examples_per_s": rate,
         "train_examples_per_s_per_device": rate / jax.device_count() if rate else None,
         "resumed_from_step": restored_step,
+        "member_examples_per_s": rate * ensemble.size(config) if rate else None,
+        **ensemble.results_fields(config, final, spec.class_names),
     }
 
 
