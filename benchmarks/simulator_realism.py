@@ -400,6 +400,19 @@ def print_boundary_table(table: dict) -> None:
         *table["borders_teff"]["F/G"], *table["borders_teff"]["G/K"]))
 
 
+def labeller_on_real(real: RealSet) -> dict:
+    """The simulator's labeller applied to the real F/G/K stars (uniform weights: the grid
+    fluxes carry no inverse variance): how often it gives LAMOST's class."""
+    from astrospectra_jax.data.simulator import labeller
+    found = labeller.fgk_class(labeller.classify(real.flux))
+    out = {"agreement": float(np.mean(found == real.labels)),
+           "recall": {name: float(np.mean(found[real.labels == i] == i))
+                      for i, name in enumerate(tasks.CLASS_NAMES["v2"])}}
+    print(f"\n[v2 labeller on the real stars] agreement with LAMOST's class "
+          f"{out['agreement']:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in out["recall"].items()))
+    return out
+
+
 def summarise(runs: list[dict]) -> dict:
     """Mean and std over runs of accuracy and per-class recall (and per-source v1 recall)."""
     out = {"n_runs": len(runs)}
@@ -502,6 +515,7 @@ def main(argv=None) -> int:
             table = boundary_table(real[task], sims)
             print_boundary_table(table)
             results["tasks"][task]["boundaries"] = table
+            results["tasks"][task]["labeller_on_real"] = labeller_on_real(real[task])
         if not args.no_plots:
             plot_means(task, sims[0], real[task], args.out / f"means_{task}.png")
             plot_pca(task, sims[0], real[task], args.out / f"pca_{task}.png")

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 from astrospectra_jax.data import recipe
 from astrospectra_jax.data.simulator import dust, lines
@@ -252,23 +253,18 @@ def observe(flux, kind: str, rng, nuisances: NuisanceRanges = NuisanceRanges(), 
     return flux, params
 
 
-_BLUR_RADIUS = 4  # pixels; the kernel's sigma is at most 0.8 pixel (1.2 A)
+_BLUR_STEP = 0.1  # pixels: each spectrum's blur is rounded to this step
 
 
 def _blur(flux, sigma_pixels) -> np.ndarray:
-    """Gaussian blur of each row by its own sigma (pixels): 9 taps, edge values held."""
-    offsets = np.arange(-_BLUR_RADIUS, _BLUR_RADIUS + 1)
-    sigma = np.maximum(np.asarray(sigma_pixels, dtype=np.float64), 1e-3)[:, None]
-    taps = np.exp(-0.5 * (offsets[None, :] / sigma) ** 2)
-    taps = (taps / taps.sum(axis=1, keepdims=True)).astype(np.float32)
-    size = flux.shape[1]
-    padded = np.concatenate([np.repeat(flux[:, :1], _BLUR_RADIUS, axis=1), flux,
-                             np.repeat(flux[:, -1:], _BLUR_RADIUS, axis=1)], axis=1)
-    out = taps[:, _BLUR_RADIUS, None] * flux
-    for j, offset in enumerate(offsets):
-        if offset:
-            out += taps[:, j, None] * padded[:, _BLUR_RADIUS + offset:_BLUR_RADIUS + offset + size]
-    return out
+    """Gaussian blur of each row by its own sigma (pixels, rounded to _BLUR_STEP), edge values
+    held: one ``gaussian_filter1d`` per distinct sigma."""
+    steps = np.rint(np.asarray(sigma_pixels) / _BLUR_STEP).astype(np.int64)
+    for step in np.unique(steps[steps > 0]):
+        rows = np.flatnonzero(steps == step)
+        flux[rows] = gaussian_filter1d(flux[rows], step * _BLUR_STEP, axis=1, mode="nearest",
+                                       truncate=4.0)
+    return flux
 
 
 # Since DR8 many LAMOST files end the red arm with pixels of flux exactly 0 that carry a positive
