@@ -450,7 +450,12 @@ def main(argv=None) -> int:
     parser.add_argument("--simulator-root", type=Path, default=None,
                         help="run the simulator of another tree (e.g. a `git archive` of an "
                              "older commit) in a subprocess")
-    parser.add_argument("--labelling", default="survey", help="this tree's v2 labelling rule")
+    parser.add_argument("--labelling", default="temperature",
+                        help="this tree's v2 labelling rule: temperature or survey")
+    parser.add_argument("--reference-feh", type=float, default=None,
+                        help="the labeller's reference [Fe/H] (experiment; default: its own)")
+    parser.add_argument("--poly-degree", type=int, default=None,
+                        help="the labeller's polynomial degree (experiment; default: its own)")
     parser.add_argument("--without", default=None,
                         help="switch one nuisance of this tree's simulator off (ablation)")
     parser.add_argument("--bridge-zero-tails", action="store_true",
@@ -467,6 +472,13 @@ def main(argv=None) -> int:
         parser.error(f"--lamost-dir {args.lamost_dir}: no such folder (real spectra are needed)")
     args.out.mkdir(parents=True, exist_ok=True)
     real = load_real_sets(args)
+    if args.reference_feh is not None or args.poly_degree is not None:
+        from astrospectra_jax.data.simulator import labeller
+        if args.reference_feh is not None:
+            labeller.REFERENCE_FEH = args.reference_feh
+        if args.poly_degree is not None:
+            labeller.POLY_DEGREE = args.poly_degree
+        labeller._design.cache_clear()
     if args.bridge_zero_tails:
         real = {task: dataclasses.replace(r, flux=bridge_zero_tails(r.flux))
                 for task, r in real.items()}

@@ -18,6 +18,11 @@ def stars():
 
 
 @pytest.fixture(scope="module")
+def surveyed():
+    return simulator.simulate("v2", 600, seed=3, labelling="survey")
+
+
+@pytest.fixture(scope="module")
 def mixed():
     return simulator.simulate("v1", 1200, seed=4)
 
@@ -197,16 +202,18 @@ def test_line_vector_shortcut_equals_the_recipe():
                                rtol=1e-5)
 
 
-def test_survey_labels_are_the_matched_subclass_class(stars):
-    subclass = stars.params["subclass_index"].astype(int)
-    np.testing.assert_array_equal(labeller.fgk_class(subclass), stars.labels)
+def test_survey_labels_are_the_matched_subclass_class(surveyed):
+    assert np.bincount(surveyed.labels).tolist() == [200, 200, 200]
+    subclass = surveyed.params["subclass_index"].astype(int)
+    np.testing.assert_array_equal(labeller.fgk_class(subclass), surveyed.labels)
     # Among stars labelled G, metal-poor ones are cooler: weaker lines look earlier.
-    g = stars.labels == 1
-    assert np.corrcoef(stars.params["feh"][g], stars.params["teff"][g])[0, 1] > 0
+    g = surveyed.labels == 1
+    assert np.corrcoef(surveyed.params["feh"][g], surveyed.params["teff"][g])[0, 1] > 0
+    assert np.all(np.isfinite(surveyed.flux))
 
 
-def test_temperature_labelling_and_unknown_rules():
-    sim = simulator.simulate("v2", 60, seed=0, labelling="temperature")
+def test_temperature_labelling_is_the_default_and_unknown_rules_raise():
+    sim = simulator.simulate("v2", 60, seed=0)
     assert np.bincount(sim.labels).tolist() == [20, 20, 20]
     assert "subclass_index" not in sim.params
     with pytest.raises(ValueError, match="labelling"):
@@ -215,9 +222,9 @@ def test_temperature_labelling_and_unknown_rules():
 
 # ---------------------------------------------------------------------------- nuisances
 
-def test_nuisance_draws_stay_in_their_ranges(stars, mixed):
+def test_nuisance_draws_stay_in_their_ranges(stars, surveyed, mixed):
     ranges = simulator.NuisanceRanges()
-    for sim in (stars, mixed):
+    for sim in (stars, surveyed, mixed):
         p = sim.params
         for key, (lo, hi) in (("blue_droop", ranges.blue_droop), ("arm_step", ranges.arm_step),
                               ("extra_blur_a", ranges.extra_blur_a),

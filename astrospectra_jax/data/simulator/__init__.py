@@ -54,7 +54,7 @@ __all__ = ["CHUNK_SIZE", "C_KMS", "GALAXY_TYPES", "LABELLINGS", "NUISANCES", "Nu
            "RESOLUTION", "SIGMA_INSTRUMENT_KMS", "SimulatedSpectra", "simulate"]
 
 CHUNK_SIZE = 2048
-LABELLINGS = ("survey", "temperature")
+LABELLINGS = ("temperature", "survey")
 # Survey labelling: proposals per missing spectrum, and rounds before giving up.
 _PROPOSAL_MARGIN = 1.0
 _MAX_ROUNDS = 30
@@ -72,7 +72,7 @@ class SimulatedSpectra:
 
 
 def simulate(task: str, n: int, seed: int, *, class_fractions=None,
-             chunk_size: int = CHUNK_SIZE, labelling: str = "survey",
+             chunk_size: int = CHUNK_SIZE, labelling: str = "temperature",
              nuisances: NuisanceRanges = NuisanceRanges()) -> SimulatedSpectra:
     """Simulate ``n`` LAMOST-like spectra for ``task`` ("v1": STAR/GALAXY/QSO, "v2": F/G/K).
 
