@@ -1,11 +1,15 @@
 """How real is the simulator? Models trained only on simulated spectra, tested on real ones.
 
     nice -n 10 python benchmarks/simulator_realism.py --out /tmp/realism
-    nice -n 10 python benchmarks/simulator_realism.py --out /tmp/realism --models lr --train 20000
+    nice -n 10 python benchmarks/simulator_realism.py --out /tmp/realism --models lr --no-plots
+    ... --simulator-root /tmp/sim_e0d8e2b   # another version's tree (git archive), subprocess
+    ... --labelling survey | --without calibration_tilt | --bridge-zero-tails
 
 For v2 (F / G / K) and v1 (STAR / GALAXY / QSO), three models learn from
-``simulator.simulate(task, --train, --seed)`` alone and classify real spectra passed through the
-same recipe:
+``simulator.simulate(task, --train, seed)`` alone and classify real spectra passed through the
+same recipe. Every figure is a mean +- std over ``--sim-seeds`` (default 0,1,2) x
+``--train-seeds`` (default 0,1,2): each training seed trains on its own random ``--subsample``
+(75 %) of the simulated spectra (and seeds the CNNs). Models:
 
 - ``lr``: logistic regression (standardised features, L2) on line vectors divided by their
   median;
@@ -19,8 +23,10 @@ Real spectra: ``../shared/data/lamost`` (LAMOST DR1/DR8/DR10 stars, read with
 STAR) and ``../shared/data/sdss`` (SDSS/BOSS spec-lite files, read with ``data.sdss``: 50 QSO,
 6 GALAXY, 3 STAR). Nothing from the real files is used for training or tuning.
 
-Prints, per task and model: accuracy, per-class recall and the confusion matrix on the real
-spectra (for v1 also per source); writes ``results.json`` and the figures ``means_v2.png``,
+Prints, per task and model: each run's accuracy and recall, the first run's confusion matrix
+(for v1 also per source), the mean +- std over runs; for v2 the Lick-like indices of the real
+stars by LAMOST subclass against the simulated stars by their subclass (the class boundaries),
+and the simulator's labeller applied to the real stars. Writes ``results.json`` and the figures ``means_v2.png``,
 ``means_v1.png`` (mean real vs mean simulated spectrum per class, each spectrum divided by its
 median) and ``pca_v2.png``, ``pca_v1.png`` (2-D PCA fitted on simulated line vectors, real
 spectra drawn over them) to ``--out``. The figures measured are in benchmarks/README.md.
@@ -456,6 +462,8 @@ def main(argv=None) -> int:
                         help="the labeller's reference [Fe/H] (experiment; default: its own)")
     parser.add_argument("--poly-degree", type=int, default=None,
                         help="the labeller's polynomial degree (experiment; default: its own)")
+    parser.add_argument("--giant-references", default=None,
+                        help="comma-separated subclasses with giant references (experiment)")
     parser.add_argument("--without", default=None,
                         help="switch one nuisance of this tree's simulator off (ablation)")
     parser.add_argument("--bridge-zero-tails", action="store_true",
@@ -472,12 +480,14 @@ def main(argv=None) -> int:
         parser.error(f"--lamost-dir {args.lamost_dir}: no such folder (real spectra are needed)")
     args.out.mkdir(parents=True, exist_ok=True)
     real = load_real_sets(args)
-    if args.reference_feh is not None or args.poly_degree is not None:
+    if args.reference_feh is not None or args.poly_degree is not None or args.giant_references:
         from astrospectra_jax.data.simulator import labeller
         if args.reference_feh is not None:
             labeller.REFERENCE_FEH = args.reference_feh
         if args.poly_degree is not None:
             labeller.POLY_DEGREE = args.poly_degree
+        if args.giant_references:
+            labeller.GIANT_SUBCLASSES = tuple(args.giant_references.split(","))
         labeller._design.cache_clear()
     if args.bridge_zero_tails:
         real = {task: dataclasses.replace(r, flux=bridge_zero_tails(r.flux))

@@ -196,6 +196,19 @@ def test_labels_respond_to_metallicity_and_gravity_as_a_template_matcher_does():
         stars_module.reference_spectra(np.array([5660.0]), 4.5, -1.0)))[0] == 0  # G5 -> F
 
 
+def test_giant_references_label_giants_by_their_own_subclass(monkeypatch):
+    monkeypatch.setattr(labeller, "GIANT_SUBCLASSES", ("G8", "K0", "K2"))
+    labeller._design.cache_clear()
+    try:
+        dwarfs = np.array([t for _, t in labeller.SUBCLASSES])
+        found = labeller.classify(stars_module.reference_spectra(dwarfs, labeller.REFERENCE_LOGG,
+                                                                 labeller.REFERENCE_FEH))
+        np.testing.assert_array_equal(found, np.arange(dwarfs.size))
+    finally:
+        monkeypatch.undo()
+        labeller._design.cache_clear()
+
+
 def test_line_vector_shortcut_equals_the_recipe():
     flux = np.random.default_rng(0).normal(100.0, 10.0, (7, recipe.GRID_SIZE))
     np.testing.assert_allclose(labeller._line_vector(flux), recipe.line_vector(flux),

@@ -54,6 +54,11 @@ SUBCLASSES = (
 SUBCLASS_NAMES = tuple(name for name, _ in SUBCLASSES)
 REFERENCE_LOGG = 4.5
 REFERENCE_FEH = -0.15
+# Giant references (log g 2.5) for these subclasses, at the dwarf temperature less the
+# simulator's own giant offset (stars._GIANT_TEFF_OFFSET): LAMOST's library has giant templates.
+# None by default: giants G5-K7 changed nothing beyond the spread (benchmarks/README.md).
+GIANT_SUBCLASSES = ()
+GIANT_LOGG = 2.5
 POLY_DEGREE = 3
 WINDOW = (3850.0, 8900.0)
 EXCLUDED = ((6860.0, 6960.0), (7580.0, 7700.0))  # O2 B and A bands
@@ -61,6 +66,7 @@ EXCLUDED = ((6860.0, 6960.0), (7580.0, 7700.0))  # O2 B and A bands
 
 @dataclasses.dataclass(frozen=True)
 class _Design:
+    subclass: np.ndarray  # (K,) index into SUBCLASSES of each reference
     mask: np.ndarray  # (721,) bool: pixels used
     squares: np.ndarray  # (p, K * d(d+1)/2): t_k^2 P_a P_b, a <= b
     linear: np.ndarray  # (p, K * d): t_k P_a
@@ -70,7 +76,14 @@ class _Design:
 @functools.lru_cache(maxsize=None)
 def _design() -> _Design:
     teff = np.array([t for _, t in SUBCLASSES])
+    giants = np.array([SUBCLASS_NAMES.index(name) for name in GIANT_SUBCLASSES], dtype=np.int64)
+    subclass = np.concatenate([np.arange(teff.size), giants])
+    giant_teff = teff[giants] - np.interp(teff[giants], stars._TYPE_TEFF,
+                                          stars._GIANT_TEFF_OFFSET)
     references = stars.reference_spectra(teff, REFERENCE_LOGG, REFERENCE_FEH)
+    if giants.size:
+        references = np.concatenate([
+            references, stars.reference_spectra(giant_teff, GIANT_LOGG, REFERENCE_FEH)])
     lam = recipe.line_vector(recipe.GRID)
     mask = (lam >= WINDOW[0]) & (lam <= WINDOW[1])
     for lo, hi in EXCLUDED:
@@ -83,9 +96,9 @@ def _design() -> _Design:
     a, b = np.triu_indices(POLY_DEGREE + 1)
     squares = (t[:, :, None] ** 2 * (basis[:, a] * basis[:, b])[None]).transpose(1, 0, 2)
     linear = (t[:, :, None] * basis[None]).transpose(1, 0, 2)
-    design = _Design(mask, np.ascontiguousarray(squares.reshape(mask.sum(), -1)),
+    design = _Design(subclass, mask, np.ascontiguousarray(squares.reshape(mask.sum(), -1)),
                      np.ascontiguousarray(linear.reshape(mask.sum(), -1)), (a, b))
-    for array in (design.mask, design.squares, design.linear):
+    for array in (design.subclass, design.mask, design.squares, design.linear):
         array.flags.writeable = False
     return design
 
@@ -99,9 +112,10 @@ def _line_vector(flux) -> np.ndarray:
 
 
 def chi_square(flux, sigma=None) -> np.ndarray:
-    """(n, K) chi-square of each spectrum (n, 3601) against each reference of SUBCLASSES."""
+    """(n, K) chi-square of each spectrum (n, 3601) against each reference (dwarfs of
+    SUBCLASSES in order, then giants of GIANT_SUBCLASSES)."""
     design = _design()
-    k, d = len(SUBCLASSES), POLY_DEGREE + 1
+    k, d = design.subclass.size, POLY_DEGREE + 1
     s = _line_vector(np.atleast_2d(flux))[:, design.mask]
     scale = np.median(s, axis=1, keepdims=True)
     scale = np.where(scale > 0, scale, 1.0)
@@ -126,7 +140,7 @@ def chi_square(flux, sigma=None) -> np.ndarray:
 
 def classify(flux, sigma=None) -> np.ndarray:
     """(n,) index into SUBCLASSES of the best-matching reference."""
-    return np.argmin(chi_square(flux, sigma), axis=1)
+    return _design().subclass[np.argmin(chi_square(flux, sigma), axis=1)]
 
 
 def fgk_class(subclass) -> np.ndarray:
