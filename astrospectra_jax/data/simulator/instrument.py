@@ -86,8 +86,9 @@ class NuisanceRanges:
 
     Builders 1.2.0 drew the first four from normal distributions (blue droop 0.3 +- 0.2, arm
     step 0 +- 0.035, bump 0.01 +- 0.03, Legendre tilt sigmas 0.07 / 0.04 / 0.03), held the sky
-    residual at 2 %, had no extra blur and no line-strength scatter; these ranges hold those
-    distributions' 95 % intervals and more.
+    residual at 2 %, had no extra blur and no line-strength scatter. These ranges span about
+    those distributions' 95 % intervals, the tilt's twice (the one range that matters on the
+    real sets: benchmarks/README.md, ablation).
     """
 
     # Blue-edge calibration droop: log-flux depth at 3700 A of (4000 - lam) / 300)^1.5. Real
