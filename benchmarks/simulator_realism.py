@@ -1,11 +1,15 @@
 """How real is the simulator? Models trained only on simulated spectra, tested on real ones.
 
     nice -n 10 python benchmarks/simulator_realism.py --out /tmp/realism
-    nice -n 10 python benchmarks/simulator_realism.py --out /tmp/realism --models lr --train 20000
+    nice -n 10 python benchmarks/simulator_realism.py --out /tmp/realism --models lr --no-plots
+    ... --simulator-root /tmp/sim_e0d8e2b   # another version's tree (git archive), subprocess
+    ... --labelling survey | --without calibration_tilt | --bridge-zero-tails
 
 For v2 (F / G / K) and v1 (STAR / GALAXY / QSO), three models learn from
-``simulator.simulate(task, --train, --seed)`` alone and classify real spectra passed through the
-same recipe:
+``simulator.simulate(task, --train, seed)`` alone and classify real spectra passed through the
+same recipe. Every figure is a mean +- std over ``--sim-seeds`` (default 0,1,2) x
+``--train-seeds`` (default 0,1,2): each training seed trains on its own random ``--subsample``
+(75 %) of the simulated spectra (and seeds the CNNs). Models:
 
 - ``lr``: logistic regression (standardised features, L2) on line vectors divided by their
   median;
@@ -19,8 +23,10 @@ Real spectra: ``../shared/data/lamost`` (LAMOST DR1/DR8/DR10 stars, read with
 STAR) and ``../shared/data/sdss`` (SDSS/BOSS spec-lite files, read with ``data.sdss``: 50 QSO,
 6 GALAXY, 3 STAR). Nothing from the real files is used for training or tuning.
 
-Prints, per task and model: accuracy, per-class recall and the confusion matrix on the real
-spectra (for v1 also per source); writes ``results.json`` and the figures ``means_v2.png``,
+Prints, per task and model: each run's accuracy and recall, the first run's confusion matrix
+(for v1 also per source), the mean +- std over runs; for v2 the Lick-like indices of the real
+stars by LAMOST subclass against the simulated stars by their subclass (the class boundaries),
+and the simulator's labeller applied to the real stars. Writes ``results.json`` and the figures ``means_v2.png``,
 ``means_v1.png`` (mean real vs mean simulated spectrum per class, each spectrum divided by its
 median) and ``pca_v2.png``, ``pca_v1.png`` (2-D PCA fitted on simulated line vectors, real
 spectra drawn over them) to ``--out``. The figures measured are in benchmarks/README.md.
@@ -32,7 +38,10 @@ import argparse
 import collections
 import dataclasses
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -255,6 +264,181 @@ def plot_pca(task: str, sim, real: RealSet, path: Path) -> None:
     plt.close(fig)
 
 
+# ----------------------------------------------------------------------------------------------
+# Simulators: this tree's, or another version's tree in a subprocess
+
+_SIMULATE_IN_TREE = """
+import json, sys
+import numpy as np
+from astrospectra_jax.data import simulator
+sim = simulator.simulate(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+np.savez(sys.argv[4], flux=sim.flux, labels=sim.labels,
+         **{"param_" + k: v for k, v in sim.params.items()})
+"""
+
+
+@dataclasses.dataclass
+class Simulated:
+    flux: np.ndarray
+    labels: np.ndarray
+    params: dict
+
+
+def simulate(task: str, n: int, seed: int, root: Path | None, labelling: str,
+             without: str | None) -> Simulated:
+    """``n`` simulated spectra: this tree's simulator, or the one under ``root`` (any version
+    whose ``simulator.simulate(task, n, seed)`` exists, e.g. builders 1.0.0 at e0d8e2b)."""
+    if root is None:
+        nuisances = simulator.NuisanceRanges()
+        if without:
+            nuisances = nuisances.without(without)
+        sim = simulator.simulate(task, n, seed, labelling=labelling, nuisances=nuisances)
+        return Simulated(sim.flux, sim.labels, sim.params)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sim.npz"
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        subprocess.run([sys.executable, "-c", _SIMULATE_IN_TREE, task, str(n), str(seed),
+                        str(path)], check=True, env=env, cwd=tmp)
+        data = np.load(path)
+        return Simulated(data["flux"], data["labels"],
+                         {k[6:]: data[k] for k in data.files if k.startswith("param_")})
+
+
+def bridge_zero_tails(flux) -> np.ndarray:
+    """Trailing exact zeros replaced by the last non-zero value: what the recipe would give if
+    it treated them as missing (beyond the last good pixel the edge value is held)."""
+    flux = np.array(flux, dtype=np.float32, copy=True)
+    nonzero = flux != 0
+    last = flux.shape[1] - 1 - np.argmax(nonzero[:, ::-1], axis=1)
+    columns = np.arange(flux.shape[1])[None, :]
+    rows = np.arange(flux.shape[0])
+    tail = columns > last[:, None]
+    flux[tail] = np.broadcast_to(flux[rows, last][:, None], flux.shape)[tail]
+    return flux
+
+
+# ----------------------------------------------------------------------------------------------
+# Class boundaries: Lick-like indices by subclass, real against simulated
+
+# (name, index band, blue side band, red side band), A, air ~ vacuum at this resolution.
+INDICES = (("HdA", (4083.5, 4122.25), (4041.6, 4079.75), (4128.5, 4161.0)),
+           ("Fe4383", (4369.1, 4420.4), (4359.1, 4370.4), (4442.9, 4455.4)),
+           ("Mgb", (5160.1, 5192.6), (5142.6, 5161.4), (5191.4, 5206.4)),
+           ("Halpha", (6548.0, 6578.0), (6420.0, 6455.0), (6600.0, 6640.0)))
+GROUPS = (("F0-2", "F0 F1 F2"), ("F3-5", "F3 F4 F5"), ("F6-8", "F6 F7 F8"), ("F9", "F9"),
+          ("G0-2", "G0 G1 G2"), ("G3-5", "G3 G4 G5"), ("G6-9", "G6 G7 G8 G9"),
+          ("K0-3", "K0 K1 K2 K3"), ("K4-7", "K4 K5 K6 K7"))
+
+
+def indices(flux) -> dict[str, np.ndarray]:
+    """Equivalent widths (A) against a straight pseudo-continuum through the side bands."""
+    out = {}
+    grid = recipe.GRID
+    for name, band, blue, red in INDICES:
+        def mean(lo_hi):
+            m = (grid >= lo_hi[0]) & (grid < lo_hi[1])
+            return flux[:, m].mean(axis=1), grid[m].mean()
+        (b, xb), (r, xr) = mean(blue), mean(red)
+        m = (grid >= band[0]) & (grid < band[1])
+        continuum = b[:, None] + (r - b)[:, None] * (grid[m][None, :] - xb) / (xr - xb)
+        out[name] = np.sum(1.0 - flux[:, m] / continuum, axis=1) * recipe.GRID_STEP
+    return out
+
+
+def subclass_groups(subclass: np.ndarray) -> np.ndarray:
+    """Group name ("F0-2", ...) of each MK subclass string; "" where none."""
+    lookup = {sub: group for group, subs in GROUPS for sub in subs.split()}
+    return np.array([lookup.get(str(s)[:2], "") for s in subclass])
+
+
+def simulated_subclasses(sim: Simulated) -> np.ndarray:
+    """The labeller's subclass where the simulator recorded one, else the MK subclass nearest
+    in dwarf temperature to the type temperature (builders 1.0.0 / 1.2.0 labelling)."""
+    from astrospectra_jax.data.simulator import labeller
+    names = np.array(labeller.SUBCLASS_NAMES)
+    if "subclass_index" in sim.params:
+        return names[sim.params["subclass_index"].astype(int)]
+    teff = np.array([t for _, t in labeller.SUBCLASSES])
+    return names[np.abs(sim.params["type_teff"][:, None] - teff[None, :]).argmin(axis=1)]
+
+
+def boundary_table(real: RealSet, sims: list[Simulated]) -> dict:
+    """Median index per subclass group: real (by LAMOST subclass) and simulated (by the
+    simulator's subclass), and the simulated stars' F/G and G/K temperature borders."""
+    table = {}
+    real_idx, real_groups = indices(real.flux), subclass_groups(real.subclass)
+    sim_idx = [indices(s.flux) for s in sims]
+    sim_groups = [subclass_groups(simulated_subclasses(s)) for s in sims]
+    for group, _ in GROUPS:
+        row = {"n_real": int(np.sum(real_groups == group))}
+        for name in real_idx:
+            row[f"{name}_real"] = float(np.median(real_idx[name][real_groups == group])) \
+                if row["n_real"] else None
+            values = [float(np.median(i[name][g == group])) for i, g in zip(sim_idx, sim_groups)
+                      if np.any(g == group)]
+            row[f"{name}_sim"] = (float(np.mean(values)), float(np.std(values))) if values \
+                else None
+        table[group] = row
+    borders = {"F/G": [], "G/K": []}
+    for s in sims:
+        teff = s.params["teff"]
+        for border, hot in (("F/G", s.labels == 0), ("G/K", s.labels <= 1)):
+            # The temperature a threshold rule on true Teff would put the border at.
+            order = np.argsort(teff)
+            errors = np.cumsum(hot[order]) + (np.sum(~hot) - np.cumsum(~hot[order]))
+            borders[border].append(float(teff[order][np.argmin(errors)]))
+    table["borders_teff"] = {k: (float(np.mean(v)), float(np.std(v))) for k, v in borders.items()}
+    return table
+
+
+def print_boundary_table(table: dict) -> None:
+    names = [name for name, *_ in INDICES]
+    print("\n[v2 boundaries] median index (A) by subclass group: real | simulated mean+-std")
+    print("  group  n_real  " + "  ".join(f"{n:>18s}" for n in names))
+    for group, _ in GROUPS:
+        row = table[group]
+        cells = []
+        for n in names:
+            r, s = row[f"{n}_real"], row[f"{n}_sim"]
+            cells.append(f"{r if r is None else f'{r:5.2f}'} | "
+                         f"{'-' if s is None else f'{s[0]:5.2f}+-{s[1]:4.2f}'}")
+        print(f"  {group:5s}  {row['n_real']:6d}  " + "  ".join(f"{c:>18s}" for c in cells))
+    print("  Teff border (threshold on true Teff) F/G %.0f+-%.0f K, G/K %.0f+-%.0f K" % (
+        *table["borders_teff"]["F/G"], *table["borders_teff"]["G/K"]))
+
+
+def labeller_on_real(real: RealSet) -> dict:
+    """The simulator's labeller applied to the real F/G/K stars (uniform weights: the grid
+    fluxes carry no inverse variance): how often it gives LAMOST's class."""
+    from astrospectra_jax.data.simulator import labeller
+    found = labeller.fgk_class(labeller.classify(real.flux))
+    out = {"agreement": float(np.mean(found == real.labels)),
+           "recall": {name: float(np.mean(found[real.labels == i] == i))
+                      for i, name in enumerate(tasks.CLASS_NAMES["v2"])}}
+    print(f"\n[v2 labeller on the real stars] agreement with LAMOST's class "
+          f"{out['agreement']:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in out["recall"].items()))
+    return out
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean and std over runs of accuracy and per-class recall (and per-source v1 recall)."""
+    out = {"n_runs": len(runs)}
+    acc = [r["accuracy"] for r in runs]
+    out["accuracy"] = (float(np.mean(acc)), float(np.std(acc)))
+    out["recall"] = {}
+    for name in runs[0]["recall"]:
+        values = [r["recall"][name] for r in runs if r["recall"][name] is not None]
+        if values:
+            out["recall"][name] = (float(np.mean(values)), float(np.std(values)))
+    return out
+
+
+def print_summary(task: str, model: str, summary: dict) -> None:
+    recall = ", ".join(f"{k} {m:.3f}+-{s:.3f}" for k, (m, s) in summary["recall"].items())
+    print(f"\n[{task} {model}] {summary['n_runs']} runs: accuracy "
+          f"{summary['accuracy'][0]:.3f}+-{summary['accuracy'][1]:.3f}; recall {recall}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lamost-dir", type=Path, default=SHARED / "lamost")
@@ -262,10 +446,32 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for results and PNGs")
     parser.add_argument("--tasks", default="v2,v1")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--train", type=int, default=4000, help="simulated training spectra")
+    parser.add_argument("--train", type=int, default=4000,
+                        help="simulated spectra per simulator seed")
+    parser.add_argument("--subsample", type=float, default=0.75,
+                        help="share of them each training seed trains on")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the CNNs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sim-seeds", default="0,1,2")
+    parser.add_argument("--train-seeds", default="0,1,2")
     parser.add_argument("--C", type=float, default=0.01, help="logistic regression inverse L2")
+    parser.add_argument("--simulator-root", type=Path, default=None,
+                        help="run the simulator of another tree (e.g. a `git archive` of an "
+                             "older commit) in a subprocess")
+    parser.add_argument("--labelling", default="temperature",
+                        help="this tree's v2 labelling rule: temperature or survey")
+    parser.add_argument("--reference-feh", type=float, default=None,
+                        help="the labeller's reference [Fe/H] (experiment; default: its own)")
+    parser.add_argument("--poly-degree", type=int, default=None,
+                        help="the labeller's polynomial degree (experiment; default: its own)")
+    parser.add_argument("--giant-references", default=None,
+                        help="comma-separated subclasses with giant references (experiment)")
+    parser.add_argument("--without", default=None,
+                        help="switch one nuisance of this tree's simulator off (ablation)")
+    parser.add_argument("--bridge-zero-tails", action="store_true",
+                        help="treat exact-zero red tails as missing, real and simulated")
+    parser.add_argument("--real-cache", type=Path, default=None,
+                        help="npz of the real sets on the grid, read if present, else written")
+    parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
     models = args.models.split(",")
     for name in models:
@@ -274,29 +480,84 @@ def main(argv=None) -> int:
     if not args.lamost_dir.is_dir():
         parser.error(f"--lamost-dir {args.lamost_dir}: no such folder (real spectra are needed)")
     args.out.mkdir(parents=True, exist_ok=True)
-    real = real_sets(args.lamost_dir, args.sdss_dir)
-    results = {"train": args.train, "epochs": args.epochs, "seed": args.seed, "tasks": {}}
+    real = load_real_sets(args)
+    if args.reference_feh is not None or args.poly_degree is not None or args.giant_references:
+        from astrospectra_jax.data.simulator import labeller
+        if args.reference_feh is not None:
+            labeller.REFERENCE_FEH = args.reference_feh
+        if args.poly_degree is not None:
+            labeller.POLY_DEGREE = args.poly_degree
+        if args.giant_references:
+            labeller.GIANT_SUBCLASSES = tuple(args.giant_references.split(","))
+        labeller._design.cache_clear()
+    if args.bridge_zero_tails:
+        real = {task: dataclasses.replace(r, flux=bridge_zero_tails(r.flux))
+                for task, r in real.items()}
+    sim_seeds = [int(x) for x in args.sim_seeds.split(",")]
+    train_seeds = [int(x) for x in args.train_seeds.split(",")]
+    results = {"args": {k: str(v) for k, v in vars(args).items()}, "tasks": {}}
     for task in args.tasks.split(","):
-        start = time.perf_counter()
-        sim = simulator.simulate(task, args.train, args.seed)
-        print(f"\nsimulated {args.train} {task} spectra in {time.perf_counter() - start:.1f} s")
+        runs = collections.defaultdict(list)
+        sims = []
+        for sim_seed in sim_seeds:
+            start = time.perf_counter()
+            sim = simulate(task, args.train, sim_seed, args.simulator_root, args.labelling,
+                           args.without)
+            if args.bridge_zero_tails:
+                sim.flux = bridge_zero_tails(sim.flux)
+            sims.append(sim)
+            print(f"\nsimulated {args.train} {task} spectra (seed {sim_seed}) in "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
+            for train_seed in train_seeds:
+                pick = np.random.default_rng(1000 + train_seed).permutation(args.train)[
+                    :int(args.subsample * args.train)]
+                part = Simulated(sim.flux[pick], sim.labels[pick], {})
+                for name in models:
+                    start = time.perf_counter()
+                    if name == "lr":
+                        predicted = fit_predict_lr(part, real[task].flux, args.C)
+                    else:
+                        predicted = fit_predict_deep(name, task, part, real[task].flux,
+                                                     args.epochs, train_seed)
+                    result = scores(task, real[task], predicted)
+                    result.update(seconds=round(time.perf_counter() - start, 1),
+                                  sim_seed=sim_seed, train_seed=train_seed)
+                    runs[name].append(result)
+                    print(f"  {name} sim seed {sim_seed} train seed {train_seed}: accuracy "
+                          f"{result['accuracy']:.3f} " + " ".join(
+                              f"{k} {v:.3f}" for k, v in result["recall"].items()
+                              if v is not None), flush=True)
+                    if sim_seed == sim_seeds[0] and train_seed == train_seeds[0]:
+                        print_scores(task, name, result, real[task], predicted)
         results["tasks"][task] = {}
         for name in models:
-            start = time.perf_counter()
-            if name == "lr":
-                predicted = fit_predict_lr(sim, real[task].flux, args.C)
-            else:
-                predicted = fit_predict_deep(name, task, sim, real[task].flux, args.epochs,
-                                             args.seed)
-            result = scores(task, real[task], predicted)
-            result["seconds"] = round(time.perf_counter() - start, 1)
-            results["tasks"][task][name] = result
-            print_scores(task, name, result, real[task], predicted)
-        plot_means(task, sim, real[task], args.out / f"means_{task}.png")
-        plot_pca(task, sim, real[task], args.out / f"pca_{task}.png")
+            summary = summarise(runs[name])
+            print_summary(task, name, summary)
+            results["tasks"][task][name] = {"summary": summary, "runs": runs[name]}
+        if task == "v2":
+            table = boundary_table(real[task], sims)
+            print_boundary_table(table)
+            results["tasks"][task]["boundaries"] = table
+            results["tasks"][task]["labeller_on_real"] = labeller_on_real(real[task])
+        if not args.no_plots:
+            plot_means(task, sims[0], real[task], args.out / f"means_{task}.png")
+            plot_pca(task, sims[0], real[task], args.out / f"pca_{task}.png")
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    print(f"\nwrote {args.out}/results.json, means_*.png, pca_*.png")
+    print(f"\nwrote {args.out}/results.json" + ("" if args.no_plots else ", means_*.png, pca_*.png"))
     return 0
+
+
+def load_real_sets(args) -> dict[str, RealSet]:
+    cache = args.real_cache
+    if cache is not None and cache.exists():
+        data = np.load(cache)
+        return {task: RealSet(*(data[f"{task}_{f.name}"] for f in dataclasses.fields(RealSet)))
+                for task in ("v2", "v1")}
+    real = real_sets(args.lamost_dir, args.sdss_dir)
+    if cache is not None:
+        np.savez(cache, **{f"{task}_{f.name}": getattr(r, f.name) for task, r in real.items()
+                           for f in dataclasses.fields(RealSet)})
+    return real
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from etils import epath
 from astrospectra_jax.data import catalogue, tasks
 
 # Both builders make their synthetic configs from the same simulator: one version for both.
-VERSION = tfds.core.Version("1.2.0")
+VERSION = tfds.core.Version("1.3.0")
 RELEASE_NOTES = {
     "1.0.0": "Initial release.",
     "1.1.0": "Synthetic configs: new simulator content (extra quasar dust only for a "
@@ -22,6 +22,12 @@ RELEASE_NOTES = {
              "blue-edge calibration droop; 40% of spectra end in exact zeros as DR8/DR10 "
              "files do). Sizes and names unchanged. Real-data configs unchanged.",
     "1.2.0": "Synthetic configs: TiO bands shallower in K7-M1 stars (real TiO5 indices).",
+    "1.3.0": "Synthetic configs: instrument and calibration nuisances drawn from the wider, "
+             "documented ranges of simulator.NuisanceRanges (flux-calibration tilt, blue-edge "
+             "droop, arm join, extra blur, S/N, sky residuals, line-strength scatter); v2 "
+             "labels still by type temperature (survey-like template-matched labels exist "
+             "as an option, not the default). Sizes and names unchanged. Real-data configs "
+             "unchanged.",
 }
 
 

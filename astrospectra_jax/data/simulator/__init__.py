@@ -45,14 +45,19 @@ import dataclasses
 import numpy as np
 
 from astrospectra_jax.data import recipe, tasks
-from astrospectra_jax.data.simulator import galaxies, instrument, quasars, stars
+from astrospectra_jax.data.simulator import galaxies, instrument, labeller, quasars, stars
 from astrospectra_jax.data.simulator.galaxies import GALAXY_TYPES
+from astrospectra_jax.data.simulator.instrument import NUISANCES, NuisanceRanges
 from astrospectra_jax.data.simulator.lines import C_KMS, RESOLUTION, SIGMA_INSTRUMENT_KMS
 
-__all__ = ["CHUNK_SIZE", "C_KMS", "GALAXY_TYPES", "RESOLUTION", "SIGMA_INSTRUMENT_KMS",
-           "SimulatedSpectra", "simulate"]
+__all__ = ["CHUNK_SIZE", "C_KMS", "GALAXY_TYPES", "LABELLINGS", "NUISANCES", "NuisanceRanges",
+           "RESOLUTION", "SIGMA_INSTRUMENT_KMS", "SimulatedSpectra", "simulate"]
 
 CHUNK_SIZE = 2048
+LABELLINGS = ("temperature", "survey")
+# Survey labelling: proposals per missing spectrum, and rounds before giving up.
+_PROPOSAL_MARGIN = 1.0
+_MAX_ROUNDS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +72,16 @@ class SimulatedSpectra:
 
 
 def simulate(task: str, n: int, seed: int, *, class_fractions=None,
-             chunk_size: int = CHUNK_SIZE) -> SimulatedSpectra:
+             chunk_size: int = CHUNK_SIZE, labelling: str = "temperature",
+             nuisances: NuisanceRanges = NuisanceRanges()) -> SimulatedSpectra:
     """Simulate ``n`` LAMOST-like spectra for ``task`` ("v1": STAR/GALAXY/QSO, "v2": F/G/K).
 
     Class counts follow ``class_fractions`` (default: equal) exactly up to rounding, in random
-    order. The same ``seed`` gives the same spectra.
+    order. The same ``seed`` gives the same spectra. ``labelling``: how v2 stars get their
+    class (module docstring); ``nuisances``: the ranges of what is randomised.
     """
+    if labelling not in LABELLINGS:
+        raise ValueError(f"labelling must be one of {LABELLINGS}, got {labelling!r}")
     names = tasks.class_names(task)
     n = int(n)
     if n < 0:
@@ -87,7 +96,8 @@ def simulate(task: str, n: int, seed: int, *, class_fractions=None,
     chunks = []
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        flux[start:stop], chunk_params = _simulate_chunk(task, labels[start:stop], rng)
+        flux[start:stop], chunk_params = _simulate_chunk(task, labels[start:stop], rng,
+                                                         labelling, nuisances)
         chunks.append((stop - start, chunk_params))
     return SimulatedSpectra(flux=flux, labels=labels, task=task, class_names=names,
                             params=_merge_params(chunks))
@@ -119,8 +129,11 @@ def _merge_params(chunks: list[tuple[int, dict]]) -> dict[str, np.ndarray]:
             for key in keys}
 
 
-def _simulate_chunk(task: str, labels: np.ndarray, rng) -> tuple[np.ndarray, dict]:
+def _simulate_chunk(task: str, labels: np.ndarray, rng, labelling: str,
+                    nuisances: NuisanceRanges) -> tuple[np.ndarray, dict]:
     n = labels.size
+    if task == "v2" and labelling == "survey":
+        return _survey_labelled_stars(labels, rng, nuisances)
     flux = np.empty((n, recipe.GRID_SIZE), np.float32)
     params: dict[str, np.ndarray] = {}
     if task == "v2":
@@ -134,14 +147,47 @@ def _simulate_chunk(task: str, labels: np.ndarray, rng) -> tuple[np.ndarray, dic
         if kind == "star":
             if type_teff is None:
                 type_teff = stars.type_teff_for_any_star(index.size, rng)
-            intrinsic, group_params = stars.simulate(type_teff, rng)
+            intrinsic, group_params = stars.simulate(type_teff, rng, nuisances.line_scatter)
         elif kind == "galaxy":
             intrinsic, group_params = galaxies.simulate(index.size, rng)
         else:
             intrinsic, group_params = quasars.simulate(index.size, rng)
-        flux[index], observing_params = instrument.observe(intrinsic, kind, rng)
+        flux[index], observing_params = instrument.observe(intrinsic, kind, rng, nuisances)
         for key, value in {**group_params, **observing_params}.items():
             params.setdefault(key, np.full(n, np.nan))[index] = value
     return flux, params
 
 
+def _survey_labelled_stars(labels: np.ndarray, rng,
+                           nuisances: NuisanceRanges) -> tuple[np.ndarray, dict]:
+    """F/G/K stars labelled by ``labeller``: fill each label's slots with stars matched to it."""
+    n = labels.size
+    k = int(labels.max()) + 1 if n else 0
+    slots = [np.flatnonzero(labels == c) for c in range(k)]
+    filled = np.zeros(k, np.int64)
+    flux = np.empty((n, recipe.GRID_SIZE), np.float32)
+    params: dict[str, np.ndarray] = {}
+    for _ in range(_MAX_ROUNDS):
+        missing = np.array([len(slot) for slot in slots]) - filled
+        if not missing.any():
+            return flux, params
+        propose = np.repeat(np.arange(k), np.ceil(_PROPOSAL_MARGIN * missing).astype(np.int64)
+                            + 2 * (missing > 0))
+        intrinsic, star_params = stars.simulate(stars.type_teff_for_fgk(propose, rng), rng,
+                                                nuisances.line_scatter, metal_shift=False)
+        observed, observing_params, sigma = instrument.observe(intrinsic, "star", rng,
+                                                               nuisances, with_sigma=True)
+        subclass = labeller.classify(observed, sigma)
+        matched = labeller.fgk_class(subclass)
+        round_params = {**star_params, **observing_params,
+                        "subclass_index": subclass.astype(np.float64),
+                        "proposed_class": propose.astype(np.float64)}
+        for c in range(k):
+            take = np.flatnonzero(matched == c)[:missing[c]]
+            into = slots[c][filled[c]:filled[c] + take.size]
+            flux[into] = observed[take]
+            for key, value in round_params.items():
+                params.setdefault(key, np.full(n, np.nan))[into] = value[take]
+            filled[c] += take.size
+    raise RuntimeError(f"survey labelling: classes still short of {missing} spectra after "
+                       f"{_MAX_ROUNDS} rounds")

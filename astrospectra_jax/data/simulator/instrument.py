@@ -4,8 +4,14 @@ Milky Way dust (CCM 1989, R_V = 3.1) with interstellar Ca II K, Na D and diffuse
 telluric O2 / H2O residuals; flux-calibration wobble; the blue/red arm join near 5900 A; photon
 + sky noise set by a g-band S/N through a throughput curve; sky-line residuals; cosmic rays;
 pipeline-masked stretches bridged the way ``recipe.to_grid`` bridges them; red ends of exact
-zeros, as many DR8 / DR10 files have. (The resolution is
-already in every profile basis: ``lines.RESOLUTION``.)
+zeros, as many DR8 / DR10 files have. (The nominal resolution is already in every profile
+basis, ``lines.RESOLUTION``; a random extra blur lowers it per spectrum.)
+
+What cannot be matched to the real sets spectrum by spectrum (calibration, resolution, S/N,
+sky, line-strength scatter at fixed class) is drawn from the ranges of ``NuisanceRanges``, the
+one place they are written: wide enough to cover the real LAMOST DR1/DR8/DR10 and SDSS sets, so
+that a model trained on simulated spectra learns to ignore them. ``NuisanceRanges().without(name)``
+switches one off (its ablation in benchmarks/README.md, "Simulator realism").
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dataclasses
 import functools
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 from astrospectra_jax.data import recipe
 from astrospectra_jax.data.simulator import dust, lines
@@ -49,16 +56,16 @@ _ARM_JOIN = 5900.0
 _JOIN_WINDOW = slice(int(np.searchsorted(lines.LAM, 5600.0)),
                      int(np.searchsorted(lines.LAM, 6300.0)))
 _G_BAND = slice(int(np.searchsorted(lines.LAM, 4000.0)), int(np.searchsorted(lines.LAM, 5500.0)))
-# Per class: median g-band S/N, its scatter (dex) and range; median flux level (mean over the
+# Per class: which S/N range of NuisanceRanges; median flux level (mean over the
 # grid, LAMOST units) and its scatter (natural log); sky / object flux ratio; Milky Way
 # E(B-V): exponential mean, plus a share of disc sight lines with more; the range of the
 # fraction of it the flux calibration removes.
 _OBSERVING = {
-    "star": dict(snr=35.0, snr_dex=0.33, snr_range=(4.0, 250.0), level=250.0, level_ln=1.1,
+    "star": dict(snr="snr_star", level=250.0, level_ln=1.1,
                  sky_ratio=0.15, ebv=0.04, disc_share=0.2, calibrated_ebv=(0.5, 1.2)),
-    "galaxy": dict(snr=7.0, snr_dex=0.3, snr_range=(2.0, 60.0), level=30.0, level_ln=0.8,
+    "galaxy": dict(snr="snr_faint", level=30.0, level_ln=0.8,
                    sky_ratio=1.5, ebv=0.03, disc_share=0.0, calibrated_ebv=(0.5, 1.2)),
-    "qso": dict(snr=6.0, snr_dex=0.3, snr_range=(2.0, 60.0), level=25.0, level_ln=0.8,
+    "qso": dict(snr="snr_faint", level=25.0, level_ln=0.8,
                 sky_ratio=1.5, ebv=0.03, disc_share=0.0, calibrated_ebv=(0.5, 1.2)),
 }
 # Stretches the pipeline flags (or-mask) and the recipe bridges: (probability, start range A,
@@ -71,6 +78,63 @@ _MASKS = (
     (0.10, (7580.0, 7600.0), (7660.0, 7720.0)),  # O2 A band
     (0.10, (3800.0, 9000.0), None),  # a cosmetic defect anywhere
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class NuisanceRanges:
+    """Ranges of the nuisances the simulator randomises; uniform draws unless said otherwise.
+
+    Builders 1.2.0 drew the first four from normal distributions (blue droop 0.3 +- 0.2, arm
+    step 0 +- 0.035, bump 0.01 +- 0.03, Legendre tilt sigmas 0.07 / 0.04 / 0.03), held the sky
+    residual at 2 %, had no extra blur and no line-strength scatter. These ranges span about
+    those distributions' 95 % intervals, the tilt's twice (the one range that matters on the
+    real sets: benchmarks/README.md, ablation).
+    """
+
+    # Blue-edge calibration droop: log-flux depth at 3700 A of (4000 - lam) / 300)^1.5. Real
+    # F/G/K stars' flux at 3700 A over 4000-4100 A: DR1 ~0.78-0.84, DR8 / DR10 ~0.60-0.79.
+    blue_droop: tuple[float, float] = (-0.1, 0.8)
+    # Blue/red arm join near 5900 A: a log-flux step and a bump just red of it.
+    arm_step: tuple[float, float] = (-0.08, 0.08)
+    arm_bump: tuple[float, float] = (-0.04, 0.06)
+    # Flux-calibration error: log-flux Legendre P1 (tilt), P2, P3 coefficient ranges (+-).
+    calibration_tilt: tuple[float, float, float] = (0.15, 0.08, 0.06)
+    # Share of spectra ending in exact zeros (DR8 154/220, DR10 26/60, DR1 0/179 files), and the
+    # mean distance (A, exponential, at most 100 A) of the first zero from 9100 A.
+    zero_tail_share: float = 0.4
+    zero_tail_mean_a: float = 23.0
+    # Extra Gaussian blur (sigma, A) on top of R = 1800 (sigma 1.2 A at 5000 A): R 1800 to ~1250.
+    extra_blur_a: tuple[float, float] = (0.0, 1.2)
+    # g-band S/N drawn log-uniformly in these ranges, per kind (LAMOST stars in the real set:
+    # S/N ~10 to several hundred; SDSS/BOSS quasars and galaxies ~2-30). The medians, 35 and
+    # 7.7, are those of builders 1.2.0's log-normal draws.
+    snr_star: tuple[float, float] = (6.0, 200.0)
+    snr_faint: tuple[float, float] = (2.0, 30.0)
+    # Sky-subtraction residual at each sky line: per-spectrum sigma of the line fraction left.
+    sky_residual: tuple[float, float] = (0.0, 0.05)
+    # Line-strength scatter at fixed Teff, log g, [Fe/H]: per-star sigma of ln(strength), drawn
+    # independently per feature (abundance scatter, microturbulence).
+    line_scatter: tuple[float, float] = (0.0, 0.15)
+
+    def without(self, name: str) -> "NuisanceRanges":
+        """These ranges with nuisance ``name`` switched off (its neutral value)."""
+        if name not in _OFF:
+            raise ValueError(f"unknown nuisance {name!r}; known: {', '.join(_OFF)}")
+        return dataclasses.replace(self, **_OFF[name])
+
+
+# Each nuisance's neutral value; "snr" holds every spectrum at its kind's median S/N.
+_OFF = {
+    "blue_droop": dict(blue_droop=(0.0, 0.0)),
+    "arm_join": dict(arm_step=(0.0, 0.0), arm_bump=(0.0, 0.0)),
+    "calibration_tilt": dict(calibration_tilt=(0.0, 0.0, 0.0)),
+    "zero_tail": dict(zero_tail_share=0.0),
+    "resolution": dict(extra_blur_a=(0.0, 0.0)),
+    "snr": dict(snr_star=(35.0, 35.0), snr_faint=(7.0, 7.0)),
+    "sky_residual": dict(sky_residual=(0.0, 0.0)),
+    "line_scatter": dict(line_scatter=(0.0, 0.0)),
+}
+NUISANCES = tuple(_OFF)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +173,12 @@ def _observed_frame() -> _ObservedFrame:
     return frame
 
 
-def observe(flux, kind: str, rng) -> tuple[np.ndarray, dict]:
-    """Milky Way dust, atmosphere, calibration, flux level, noise and masks: (n, 3601) float32."""
+def observe(flux, kind: str, rng, nuisances: NuisanceRanges = NuisanceRanges(), *,
+            with_sigma: bool = False):
+    """Milky Way dust, atmosphere, calibration, flux level, noise and masks: (n, 3601) float32.
+
+    Returns (flux, params), and the noise sigma per pixel (n, 3601) too when ``with_sigma``.
+    """
     n = flux.shape[0]
     frame = _observed_frame()
     cond = _OBSERVING[kind]
@@ -123,30 +191,33 @@ def observe(flux, kind: str, rng) -> tuple[np.ndarray, dict]:
     smooth_ebv = ebv * (1.0 - rng.uniform(*cond["calibrated_ebv"], n))
     telluric = np.array([t[2] for t in _TELLURIC])[None, :] * rng.lognormal(0.0, 0.5, (n, 1))
     # Flux calibration: a smooth multiplicative error (Legendre series in wavelength).
-    calibration = rng.normal(0.0, [0.07, 0.04, 0.03], (n, 3))
-    # The blue edge (low throughput, few standard-star photons) is calibrated worst. Real F/G/K
-    # stars, median flux in 10 A at 3700 / 3750 / 3800 A over 4000-4100 A: 0.67 / 0.69 / 0.80
-    # (DR1 ~0.78-0.84, DR8 and DR10 ~0.60-0.79); a droop of 0.12 +- 0.15 gave 0.76 / 0.77 /
-    # 0.84, this one 0.65 / 0.68 / 0.77.
-    blue_droop = rng.normal(0.3, 0.2, n)
+    tilt = np.array(nuisances.calibration_tilt)
+    calibration = rng.uniform(-1.0, 1.0, (n, 3)) * tilt
+    # The blue edge (low throughput, few standard-star photons) is calibrated worst.
+    blue_droop = rng.uniform(*nuisances.blue_droop, n)
     coefficients = np.column_stack([smooth_ebv, np.minimum(ebv, 1.0), telluric, calibration,
                                     blue_droop])
     log_factor = coefficients.astype(np.float32) @ frame.log_basis
     # The blue and red arms are scaled separately: a step at the join and a small bump.
     join = rng.normal(_ARM_JOIN, 25.0, n).astype(np.float32)
-    step = rng.normal(0.0, 0.035, n).astype(np.float32)
-    bump = rng.normal(0.01, 0.03, n).astype(np.float32)
+    step = rng.uniform(*nuisances.arm_step, n).astype(np.float32)
+    bump = rng.uniform(*nuisances.arm_bump, n).astype(np.float32)
     window = lines.LAM32[_JOIN_WINDOW][None, :] - join[:, None]
     log_factor[:, _JOIN_WINDOW] += (step[:, None] / (1.0 + np.exp(-window / 8.0))
                                     + bump[:, None] * np.exp(-0.5 * ((window - 70.0) / 50.0) ** 2))
     log_factor[:, _JOIN_WINDOW.stop:] += step[:, None]
     flux = np.asarray(flux, dtype=np.float32) * np.exp(log_factor)
+    blur = rng.uniform(*nuisances.extra_blur_a, n)
+    if np.any(blur > 0):
+        flux = _blur(flux, blur / recipe.GRID_STEP)
     # Flux level and S/N: correlated draws (brighter objects tend to have higher S/N).
-    common = rng.standard_normal(n)
-    level = cond["level"] * np.exp(cond["level_ln"] * common)
-    log_snr = np.log10(cond["snr"]) + cond["snr_dex"] * (
-        0.5 * common + np.sqrt(0.75) * rng.standard_normal(n))
-    snr = np.clip(10 ** log_snr, *cond["snr_range"])
+    lo, hi = np.log10(getattr(nuisances, cond["snr"]))
+    position = rng.random(n)
+    log_snr = lo + (hi - lo) * position
+    snr = 10 ** log_snr
+    common = np.sqrt(3.0) * (2.0 * position - 1.0)  # unit variance
+    level = cond["level"] * np.exp(cond["level_ln"] * (
+        0.5 * common + np.sqrt(0.75) * rng.standard_normal(n)))
     mean = flux.mean(axis=1)
     flux *= (level / np.where(mean > 0, mean, 1.0)).astype(np.float32)[:, None]
     # Photon noise of object + sky through the throughput, scaled to the g-band S/N:
@@ -161,7 +232,9 @@ def observe(flux, kind: str, rng) -> tuple[np.ndarray, dict]:
     sigma = np.sqrt(variance / gain.astype(np.float32)[:, None])
     flux += sigma * _native_noise(n, rng)
     # Sky-subtraction residuals at the sky lines (a few per cent of each line).
-    residual = rng.normal(0.0, 0.02, (n, frame.sky_lines.shape[0])).astype(np.float32)
+    residual_sigma = rng.uniform(*nuisances.sky_residual, n)
+    residual = (rng.standard_normal((n, frame.sky_lines.shape[0]))
+                * residual_sigma[:, None]).astype(np.float32)
     flux += sky_level * (residual @ frame.sky_lines)
     # Cosmic-ray hits the pipeline missed.
     hits = rng.poisson(0.7, n)
@@ -169,28 +242,44 @@ def observe(flux, kind: str, rng) -> tuple[np.ndarray, dict]:
     cols = rng.integers(0, flux.shape[1], rows.size)
     flux[rows, cols] += sigma[rows, cols] * rng.uniform(5.0, 30.0, rows.size).astype(np.float32)
     masked = _mask_and_bridge(flux, rng)
-    zero_from = _zero_red_tail(flux, rng)
+    zero_from = _zero_red_tail(flux, rng, nuisances)
     params = {"ebv": ebv, "ebv_after_calibration": smooth_ebv, "snr_g": snr,
               "flux_level": level, "sky_ratio": sky_ratio,
-              "arm_step": step.astype(np.float64), "masked_fraction": masked,
+              "arm_step": step.astype(np.float64), "blue_droop": blue_droop,
+              "calibration_tilt": calibration[:, 0], "extra_blur_a": blur,
+              "sky_residual": residual_sigma, "masked_fraction": masked,
               "zero_tail_from": zero_from}
+    if with_sigma:
+        return flux, params, sigma
     return flux, params
+
+
+_BLUR_STEP = 0.1  # pixels: each spectrum's blur is rounded to this step
+
+
+def _blur(flux, sigma_pixels) -> np.ndarray:
+    """Gaussian blur of each row by its own sigma (pixels, rounded to _BLUR_STEP), edge values
+    held: one ``gaussian_filter1d`` per distinct sigma."""
+    steps = np.rint(np.asarray(sigma_pixels) / _BLUR_STEP).astype(np.int64)
+    for step in np.unique(steps[steps > 0]):
+        rows = np.flatnonzero(steps == step)
+        flux[rows] = gaussian_filter1d(flux[rows], step * _BLUR_STEP, axis=1, mode="nearest",
+                                       truncate=4.0)
+    return flux
 
 
 # Since DR8 many LAMOST files end the red arm with pixels of flux exactly 0 that carry a positive
 # inverse variance and no mask bit, so the recipe keeps them (the grid's last values are 0 and
 # each image's minimum is the tail). In the real set: 154 of 220 DR8 and 26 of 60 DR10 files,
 # none of 179 DR1 files; the zeros start 0-100 A before 9100 A (quartiles ~35, 16, 9 A before).
-# Share of spectra, and the mean distance (A) of the first zero pixel from the grid's end.
-_ZERO_TAIL_SHARE = 0.4
-_ZERO_TAIL_MEAN_A = 23.0
+# Share and mean distance: NuisanceRanges.zero_tail_share and zero_tail_mean_a.
 
 
-def _zero_red_tail(flux, rng) -> np.ndarray:
+def _zero_red_tail(flux, rng, nuisances: NuisanceRanges) -> np.ndarray:
     """Zero the red end in place for a share of spectra; returns where it starts (NaN: none)."""
     n = flux.shape[0]
-    on = rng.random(n) < _ZERO_TAIL_SHARE
-    start_lam = lines.LAM[-1] - np.minimum(rng.exponential(_ZERO_TAIL_MEAN_A, n), 100.0)
+    on = rng.random(n) < nuisances.zero_tail_share
+    start_lam = lines.LAM[-1] - np.minimum(rng.exponential(nuisances.zero_tail_mean_a, n), 100.0)
     start = np.searchsorted(lines.LAM, start_lam)
     flux[np.arange(lines.LAM.size)[None, :] >= np.where(on, start, lines.LAM.size)[:, None]] = 0.0
     return np.where(on, start_lam, np.nan)

@@ -126,25 +126,47 @@ def stellar_population(grid_key, teff, logg, feh, broadening_kms) -> np.ndarray:
     return _stellar_continuum(lines.log_grid(*grid_key), teff, feh) * np.exp(-tau)
 
 
-def simulate(type_teff, rng):
+def simulate(type_teff, rng, line_scatter=(0.0, 0.0), metal_shift=True):
+    """Stars typed at ``type_teff`` (dwarf scale): observed-frame spectra on ``lines.LAM``.
+
+    ``line_scatter``: range of the per-star sigma of ln(feature strength), drawn per feature.
+    ``metal_shift``: make metal-poor stars of a type cooler (TYPE_TEFF_PER_DEX), the stand-in
+    for a classifier when labels are type temperatures; off when ``labeller`` gives the labels
+    (it then proposes physical temperatures).
+    """
     n = type_teff.size
     type_teff = np.clip(type_teff, 2900.0, 30000.0)
     giant = rng.random(n) < np.interp(type_teff, _TYPE_TEFF, _GIANT_SHARE)
     feh = _metallicity(n, rng)
-    metal_shift = TYPE_TEFF_PER_DEX * feh * (type_teff < 7500.0)
+    metal_shift = metal_shift * TYPE_TEFF_PER_DEX * feh * (type_teff < 7500.0)
     teff = type_teff - giant * np.interp(type_teff, _TYPE_TEFF, _GIANT_TEFF_OFFSET) + metal_shift
     logg = np.where(giant, rng.uniform(1.8, 3.4, n), rng.uniform(3.9, 4.7, n))
     # Hot stars rotate faster; the rotation kernel (sigma ~ v sin i / 2) adds in quadrature.
     vsini = rng.exponential(np.interp(teff, [5500.0, 6500.0, 8000.0], [3.0, 30.0, 90.0]))
-    broadening = np.hypot(lines.SIGMA_INSTRUMENT_KMS, 0.5 * vsini)
     rv = rng.normal(0.0, 40.0, n) + rng.normal(0.0, 30.0, n) * (rng.random(n) < 0.3)
-    tau = lines.render(_stellar_strengths(teff, logg, feh), broadening, _ABSORPTION_BINS,
-                  functools.partial(lines.broadened_basis, "stellar", _STAR_GRID))
-    tau = lines.to_observed(tau, lines.log_grid(*_STAR_GRID), 1.0 + rv / lines.C_KMS)
-    # The continuum is smooth: evaluating it at the observed wavelengths is exact to ~v/c.
-    observed = _stellar_continuum(lines.LAM, teff, feh) * np.exp(-tau)
+    strengths = _stellar_strengths(teff, logg, feh)
+    if line_scatter[1] > 0:
+        scatter = rng.uniform(*line_scatter, n)
+        strengths = strengths * np.exp(scatter[:, None] * rng.standard_normal(strengths.shape))
+    observed = _observed_spectra(strengths, teff, feh, vsini, rv)
     params = {"teff": teff, "type_teff": type_teff, "logg": logg, "feh": feh, "vsini": vsini,
               "rv_kms": rv, "redshift": rv / lines.C_KMS}
     return observed, params
 
 
+def reference_spectra(teff, logg, feh) -> np.ndarray:
+    """Noiseless, non-rotating spectra at rest on ``lines.LAM`` (n, 3601): the references the
+    survey-like labeller matches against."""
+    teff, logg, feh = (np.broadcast_to(np.asarray(v, dtype=np.float64), np.shape(teff))
+                       for v in (teff, logg, feh))
+    zero = np.zeros(teff.shape)
+    return _observed_spectra(_stellar_strengths(teff, logg, feh), teff, feh, zero, zero)
+
+
+def _observed_spectra(strengths, teff, feh, vsini, rv) -> np.ndarray:
+    broadening = np.hypot(lines.SIGMA_INSTRUMENT_KMS, 0.5 * vsini)
+    tau = lines.render(strengths, broadening, _ABSORPTION_BINS,
+                       functools.partial(lines.broadened_basis, "stellar", _STAR_GRID))
+    tau = lines.to_observed(tau, lines.log_grid(*_STAR_GRID), 1.0 + rv / lines.C_KMS)
+    # The continuum is smooth: evaluating it at the observed wavelengths is exact to ~v/c.
+    return _stellar_continuum(lines.LAM, teff, feh) * np.exp(-tau)
