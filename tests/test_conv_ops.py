@@ -1,4 +1,4 @@
-"""The CPU kernels (models/kernels/cpu.py) agree with XLA's own operations."""
+"""The CPU kernels (models/kernels/cpu/) agree with XLA's own operations."""
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +8,7 @@ from flax import nnx
 
 from astrospectra_jax.models import kernels, layers
 from astrospectra_jax.models.kernels import cpu
+from astrospectra_jax.models.kernels.cpu import chunks, winograd
 
 
 def _grads(conv_fn, x, w, strides, padding, groups, dn):
@@ -64,7 +65,7 @@ def test_weight_gradient_over_batch_chunks(monkeypatch, batch, chunk_examples):
     g = jnp.asarray(rng.standard_normal((batch, 6, 6, 5), dtype=np.float32))
     w = jnp.zeros((3, 3, 3, 5))
     # Chunks of chunk_examples: 6x6 output positions times 3x3x3 patch values, float32.
-    monkeypatch.setattr(cpu, "_PATCH_CHUNK_BYTES", chunk_examples * 36 * 27 * 4)
+    monkeypatch.setattr(chunks, "PATCH_CHUNK_BYTES", chunk_examples * 36 * 27 * 4)
     strides, padding = (2, 2), ((1, 0), (1, 1))
     _, vjp = jax.vjp(lambda w: jax.lax.conv_general_dilated(
         x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")), w)
@@ -100,7 +101,7 @@ def test_depthwise_weight_gradient_over_batch_chunks(monkeypatch, chunk_examples
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.standard_normal((6, 7, 7, 8), dtype=np.float32))
     w = jnp.asarray(rng.standard_normal((3, 3, 1, 8), dtype=np.float32))
-    monkeypatch.setattr(cpu, "_CHUNK_BYTES", chunk_examples * 7 * 7 * 8 * 4)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", chunk_examples * 7 * 7 * 8 * 4)
     dn = ("NHWC", "HWIO", "NHWC")
     args = ((2, 2), ((1, 1), (1, 1)), 8, dn)
     expected = _grads(jax.lax.conv_general_dilated, x, w, *args)
@@ -115,10 +116,10 @@ def test_winograd_forward_matches_lax(shape):
     rng = np.random.default_rng(4)
     x = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
     w = jnp.asarray(rng.standard_normal((3, 3, shape[-1], 6), dtype=np.float32))
-    assert cpu._winograd_applies(x, w, (1, 1), ((1, 1), (1, 1)))
+    assert winograd.applies(x, w, (1, 1), ((1, 1), (1, 1)))
     expected = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(jax.jit(cpu._winograd_conv, static_argnums=2)(x, w, None),
+    np.testing.assert_allclose(jax.jit(winograd.conv3x3, static_argnums=2)(x, w, None),
                                expected, rtol=1e-5, atol=1e-5 * float(jnp.abs(expected).max()))
 
 
@@ -146,6 +147,30 @@ def test_training_batch_norm_matches_nnx(activation):
     for got, expected in zip(jax.tree.leaves(fast), jax.tree.leaves(reference)):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * float(
             jnp.abs(expected).max()))
+
+
+@pytest.mark.parametrize("block_kernels", [kernels.XLA, kernels.CPU], ids=["xla", "cpu"])
+def test_conv_bn_updates_its_running_statistics(block_kernels):
+    """The kernels only return the batch statistics; ConvBN keeps the running averages:
+    momentum * old + (1 - momentum) * batch after one training-mode call."""
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.standard_normal((4, 6, 6, 3), dtype=np.float32) * 2 + 0.5)
+    block = layers.ConvBN(3, 5, 3, kernels=block_kernels, dtype=jnp.float32,
+                          param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+    old_mean, old_var = jnp.linspace(-1.0, 1.0, 5), jnp.linspace(0.5, 2.0, 5)
+    block.bn.mean[...], block.bn.var[...] = old_mean, old_var
+    block.train()
+    y = np.asarray(block.conv(x), np.float64).reshape(-1, 5)
+    block(x)
+    momentum = block.bn.momentum
+    np.testing.assert_allclose(block.bn.mean[...], momentum * old_mean + (1 - momentum)
+                               * y.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(block.bn.var[...], momentum * old_var + (1 - momentum)
+                               * y.var(0), rtol=1e-5, atol=1e-6)
+    block.eval()
+    block(x)  # evaluation reads the running averages and leaves them alone
+    np.testing.assert_allclose(block.bn.mean[...], momentum * old_mean + (1 - momentum)
+                               * y.mean(0), rtol=1e-5, atol=1e-6)
 
 
 def test_resolve_picks_the_cpu_kernels_on_the_cpu_backend_only():

@@ -12,6 +12,7 @@ from flax import nnx
 
 from astrospectra_jax import models
 from astrospectra_jax.models import kernels, layers
+from astrospectra_jax.training import input_pipeline
 
 BIG_MODELS = ["alexnet", "vgg16", "googlenet", "resnet18", "mobilenetv2"]
 
@@ -38,14 +39,22 @@ QUICK_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 def batch(name, size, n, seed=0):
-    """A fixed, standardised batch with learnable labels: class k is pattern k plus noise."""
+    """A fixed, standardised batch with learnable labels: class k is pattern k plus noise.
+    Line vectors are flux-like values, far from unit scale, standardised by the input
+    pipeline as in training and prediction."""
     rng = np.random.default_rng(seed)
     shape = (n, size) if models.is_line_model(name) else (n, size, size, 1)
     labels = np.arange(n) % 3
     x = rng.standard_normal((3,) + shape[1:])[labels] + 0.3 * rng.standard_normal(shape)
+    x = jnp.asarray(x, jnp.float32)
     if models.is_line_model(name):
-        x = 100.0 * (2.0 + x)  # flux-like values, far from unit scale
-    return jnp.asarray(x, jnp.float32), jnp.asarray(labels)
+        x = line_input(100.0 * (2.0 + x), size)
+    return x, jnp.asarray(labels)
+
+
+def line_input(flux, size):
+    """Stored line vectors -> model input, through the training input pipeline."""
+    return input_pipeline.preprocess(flux, modality="line", input_size=size)
 
 
 @functools.cache
@@ -207,7 +216,7 @@ def test_convolutions_compute_in_bfloat16(name):
     x = jax.ShapeDtypeStruct(batch(name, size, 2)[0].shape, jnp.float32)
     jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, x).jaxpr
     # With the CPU kernels some convolutions are matrix products, some inside loops
-    # (models/kernels/cpu.py): every product's operands must be bfloat16 (accumulating in
+    # (models/kernels/cpu/): every product's operands must be bfloat16 (accumulating in
     # float32 is allowed).
     operand_dtypes = [[v.aval.dtype for v in eqn.invars]
                       for eqn in _equations(jaxpr)
@@ -330,12 +339,36 @@ def test_train_and_eval_modes():
 
 
 def test_conv1d_accepts_both_layouts_and_any_flux_scale():
+    """(B, 721) and (B, 721, 1) alike; the input pipeline's per-spectrum standardisation makes
+    the logits indifferent to the flux scale."""
     model = fresh_model("conv1d", 721)
     model.eval()
-    x, _ = batch("conv1d", 721, 3)
+    flux = 100.0 * (2.0 + jnp.asarray(np.random.default_rng(0).standard_normal((3, 721)),
+                                      jnp.float32))
+    x = line_input(flux, 721)
     logits = forward(model, x)
     np.testing.assert_allclose(forward(model, x[..., None]), logits, rtol=1e-6)
-    np.testing.assert_allclose(forward(model, 1e-3 * x), logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(forward(model, line_input(1e-3 * flux, 721)), logits, rtol=1e-4,
+                               atol=1e-5)
+
+
+def features_and_heads(model, x):
+    features = model.features(x)
+    return model(x), model.classify(features), model.classifier(features), features
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_logits_are_the_classifier_over_the_features(name):
+    """features(x) is the penultimate representation (B, D), the final dense layer's input:
+    model(x) == classify(features(x)) == classifier(features(x)) in evaluation mode."""
+    size = models.input_sizes(name)[0]
+    model = stand_in_state(name, size, kernels="xla")
+    model.eval()
+    x, _ = batch(name, size, 2)
+    logits, classified, dense, features = call_jitted(features_and_heads, (model,), x)
+    assert features.shape == (2, model.classifier.in_features)
+    np.testing.assert_allclose(classified, logits, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dense, logits, rtol=1e-6, atol=1e-6)
 
 
 def test_max_pool_matches_torch_output_sizes():

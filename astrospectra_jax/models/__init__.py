@@ -5,7 +5,10 @@
 >>> model.eval()  # batch norm running statistics, no dropout; model.train() to switch back
 
 Image models take (B, S, S, 1) with S = input_size, the line model (B, 721) or (B, 721, 1);
-all return float32 logits (B, num_classes). ``dtype`` is the compute dtype (e.g. bfloat16),
+all return float32 logits (B, num_classes), ``model.classify(model.features(x))``:
+``features`` is the penultimate representation (B, D), the input of ``model.classifier``, the
+final dense layer (layers.Classifier); line vectors come standardised per spectrum from
+``training.input_pipeline.preprocess``. ``dtype`` is the compute dtype (e.g. bfloat16),
 ``param_dtype`` the storage dtype of the parameters. ``kernels`` (models/kernels) chooses the
 convolution, max pool and training batch norm: XLA's own, or those faster on XLA:CPU.
 ``python -m astrospectra_jax.models`` prints every model's input shape, parameter count and

@@ -10,7 +10,7 @@ from astrospectra_jax.models import layers
 from astrospectra_jax.models.kernels import XLA, Kernels
 
 
-class AlexNet(nnx.Module):
+class AlexNet(layers.Classifier):
     """torchvision's AlexNet (the single-GPU "one weird trick" widths).
 
     input_size=224 (57,000,643 parameters for 3 classes)::
@@ -29,6 +29,8 @@ class AlexNet(nnx.Module):
     Initialisation is torch's default (AlexNet has no custom init in torchvision); biases start
     at zero.
     """
+
+    classifier_name = "fc3"
 
     def __init__(self, num_classes: int = 3, *, input_size: int = 224, kernels: Kernels = XLA,
                  dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -51,7 +53,7 @@ class AlexNet(nnx.Module):
         self.fc2 = layers.linear(4096, 4096, **kw)
         self.fc3 = layers.linear(4096, num_classes, **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
         layers.check_image_input(x, self.input_size, "alexnet")
         x = nnx.relu(self.conv1(x.astype(self.dtype)))
         if not self.native:
@@ -63,5 +65,4 @@ class AlexNet(nnx.Module):
         x = layers.adaptive_avg_pool(x, (6, 6))
         x = x.reshape(x.shape[0], -1)
         x = nnx.relu(self.fc1(self.dropout(x)))
-        x = nnx.relu(self.fc2(self.dropout(x)))
-        return self.fc3(x).astype(jnp.float32)
+        return nnx.relu(self.fc2(self.dropout(x)))

@@ -46,7 +46,7 @@ class Inception(nnx.Module):
             [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(pooled)], axis=-1)
 
 
-class GoogLeNet(nnx.Module):
+class GoogLeNet(layers.Classifier):
     """torchvision's googlenet(aux_logits=False) with one input channel.
 
     input_size=224 (5,596,707 parameters for 3 classes)::
@@ -63,6 +63,8 @@ class GoogLeNet(nnx.Module):
     becomes 3x3 stride 1 and the two stem max-pools are dropped, so conv2/conv3 run at 28x28 and
     the inception stages see 28 -> 14 -> 7, exactly the resolutions they have at 224.
     """
+
+    dropout_name = "dropout"
 
     def __init__(self, num_classes: int = 3, *, input_size: int = 224, kernels: Kernels = XLA,
                  dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -90,7 +92,7 @@ class GoogLeNet(nnx.Module):
         self.dropout = nnx.Dropout(0.2, rngs=rngs)
         self.fc = layers.linear(in_features, num_classes, kernel_init=GOOGLENET_INIT, **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
         layers.check_image_input(x, self.input_size, "googlenet")
         x = self.conv1(x.astype(self.dtype))
         if not self.native:
@@ -100,5 +102,4 @@ class GoogLeNet(nnx.Module):
             x = layers.max_pool(x, 3, 2, ceil_mode=True, kernels=self.kernels)
         x = layers.max_pool(self.inception3(x), 3, 2, ceil_mode=True, kernels=self.kernels)
         x = layers.max_pool(self.inception4(x), 2, 2, ceil_mode=True, kernels=self.kernels)
-        x = layers.global_avg_pool(self.inception5(x))
-        return self.fc(self.dropout(x)).astype(jnp.float32)
+        return layers.global_avg_pool(self.inception5(x))

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from astrospectra_jax.models.kernels import Kernels
+from astrospectra_jax.models.kernels import Kernels, xla
 
 # torchvision: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu").
 KAIMING_FAN_OUT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -73,7 +73,76 @@ class ConvBN(nnx.Module):
         self.kernels = kernels
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.kernels.batch_norm_activation(self.bn, self.conv(x), self.activation)
+        x = self.conv(x)
+        bn = self.bn
+        if bn.use_running_average:
+            return xla.activate(bn(x), self.activation)
+        y, mean, var = self.kernels.batch_norm_activation(
+            x, bn.scale[...], bn.bias[...], bn.epsilon, self.activation, bn.dtype)
+        update_running_statistics(bn, mean, var)
+        return y
+
+
+def update_running_statistics(bn: nnx.BatchNorm, mean: jax.Array, var: jax.Array) -> None:
+    """The training-mode update of nnx.BatchNorm's running averages from one batch's
+    statistics: ``momentum * running + (1 - momentum) * batch``, not differentiated."""
+    bn.mean[...] = jax.lax.stop_gradient(bn.momentum * bn.mean[...] + (1 - bn.momentum) * mean)
+    bn.var[...] = jax.lax.stop_gradient(bn.momentum * bn.var[...] + (1 - bn.momentum) * var)
+
+
+class ResidualBlock(nnx.Module):
+    """ResNet's basic block in ``ndim`` spatial dimensions: conv k3 (stride) - BN - ReLU -
+    conv k3 - BN, plus the shortcut, then ReLU. The shortcut is a 1x1 strided conv + BN when
+    the shape changes (torchvision's ``downsample``), stored under ``shortcut_name`` so that
+    each model keeps its parameter paths."""
+
+    shortcut_name = "shortcut"
+
+    def __init__(self, in_features: int, out_features: int, stride: int, *, ndim: int = 2,
+                 kernels: Kernels, dtype, param_dtype, rngs: nnx.Rngs):
+        kw = dict(ndim=ndim, kernels=kernels, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.conv1 = ConvBN(in_features, out_features, 3, stride, **kw)
+        self.conv2 = ConvBN(out_features, out_features, 3, activation=None, **kw)
+        shortcut = None
+        if stride != 1 or in_features != out_features:
+            shortcut = ConvBN(in_features, out_features, 1, stride, activation=None, **kw)
+        setattr(self, self.shortcut_name, shortcut)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        projection = getattr(self, self.shortcut_name)
+        shortcut = x if projection is None else projection(x)
+        return nnx.relu(self.conv2(self.conv1(x)) + shortcut)
+
+
+class Classifier(nnx.Module):
+    """A model whose logits are a final dense layer over a feature vector.
+
+    Subclasses define ``features(x) -> (B, D)``, the penultimate representation (the final
+    dense layer's input, in the compute dtype), and name that layer in ``classifier_name``
+    (the attribute it was always stored under, so parameter paths stay those of earlier
+    checkpoints) and the dropout applied just before it, if any, in ``dropout_name``. Then
+    ``model(x) == model.classify(model.features(x))``, and in evaluation mode (no dropout)
+    ``model.classifier(model.features(x))`` gives the same logits.
+    """
+
+    classifier_name = "fc"
+    dropout_name: str | None = None
+
+    @property
+    def classifier(self) -> nnx.Linear:
+        return getattr(self, self.classifier_name)
+
+    def features(self, x: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def classify(self, features: jax.Array) -> jax.Array:
+        """float32 logits (B, num_classes) from ``features(x)``."""
+        if self.dropout_name is not None:
+            features = getattr(self, self.dropout_name)(features)
+        return self.classifier(features).astype(jnp.float32)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.classify(self.features(x))
 
 
 def _pool_padding(size: int, window: int, stride: int, padding: int,

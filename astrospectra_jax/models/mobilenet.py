@@ -36,7 +36,7 @@ class InvertedResidual(nnx.Module):
         return x + y if self.residual else y
 
 
-class MobileNetV2(nnx.Module):
+class MobileNetV2(layers.Classifier):
     """torchvision's mobilenet_v2 (width multiplier 1.0) with one input channel.
 
     input_size=224 (2,227,139 parameters for 3 classes)::
@@ -53,6 +53,8 @@ class MobileNetV2(nnx.Module):
     Initialisation as torchvision: conv kaiming-normal (fan-out), BN 1 / 0, dense N(0, 0.01),
     zero biases.
     """
+
+    dropout_name = "dropout"
 
     def __init__(self, num_classes: int = 3, *, input_size: int = 224, kernels: Kernels = XLA,
                  dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -76,8 +78,7 @@ class MobileNetV2(nnx.Module):
         self.fc = layers.linear(1280, num_classes, kernel_init=nnx.initializers.normal(0.01),
                                 **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
         layers.check_image_input(x, self.input_size, "mobilenetv2")
         x = self.head(self.blocks(self.stem(x.astype(self.dtype))))
-        x = layers.global_avg_pool(x)
-        return self.fc(self.dropout(x)).astype(jnp.float32)
+        return layers.global_avg_pool(x)

@@ -10,27 +10,14 @@ from astrospectra_jax.models import layers
 from astrospectra_jax.models.kernels import XLA, Kernels
 
 
-class BasicBlock(nnx.Module):
-    """conv 3x3 (stride) - BN - ReLU - conv 3x3 - BN, plus the shortcut, then ReLU. The shortcut
-    is a 1x1 strided conv + BN when the shape changes (torchvision's ``downsample``)."""
+class BasicBlock(layers.ResidualBlock):
+    """torchvision's basic block (``layers.ResidualBlock`` in 2-D), its projection shortcut
+    under torchvision's name."""
 
-    def __init__(self, in_features: int, out_features: int, stride: int, *, kernels: Kernels,
-                 dtype, param_dtype, rngs: nnx.Rngs):
-        kw = dict(kernels=kernels, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.conv1 = layers.ConvBN(in_features, out_features, 3, stride, **kw)
-        self.conv2 = layers.ConvBN(out_features, out_features, 3, activation=None, **kw)
-        if stride != 1 or in_features != out_features:
-            self.downsample = layers.ConvBN(in_features, out_features, 1, stride,
-                                            activation=None, **kw)
-        else:
-            self.downsample = None
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return nnx.relu(self.conv2(self.conv1(x)) + shortcut)
+    shortcut_name = "downsample"
 
 
-class ResNet(nnx.Module):
+class ResNet(layers.Classifier):
     """torchvision's ResNet with basic blocks; ``stage_sizes=(2, 2, 2, 2)`` is ResNet-18.
 
     input_size=224 (ResNet-18: 11,171,779 parameters for 3 classes)::
@@ -69,10 +56,9 @@ class ResNet(nnx.Module):
         self.blocks = nnx.Sequential(*blocks)
         self.fc = layers.linear(in_features, num_classes, **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
         layers.check_image_input(x, self.input_size, "resnet18")
         x = self.stem(x.astype(self.dtype))
         if not self.native:
             x = layers.max_pool(x, 3, 2, padding=1, kernels=self.kernels)
-        x = layers.global_avg_pool(self.blocks(x))
-        return self.fc(x).astype(jnp.float32)
+        return layers.global_avg_pool(self.blocks(x))

@@ -14,7 +14,7 @@ from astrospectra_jax.models import layers
 from astrospectra_jax.models.kernels import XLA, Kernels
 
 
-class SimpleCNN1(nnx.Module):
+class SimpleCNN1(layers.Classifier):
     """Two conv+pool blocks and two dense layers (420,739 parameters for 3 classes).
 
     ==========================================  =============
@@ -30,6 +30,7 @@ class SimpleCNN1(nnx.Module):
     """
 
     input_size = 28
+    classifier_name = "fc2"
 
     def __init__(self, num_classes: int = 3, *, kernels: Kernels = XLA, dtype=jnp.float32,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -42,16 +43,15 @@ class SimpleCNN1(nnx.Module):
         self.fc1 = layers.linear(7 * 7 * 64, 128, **kw)
         self.fc2 = layers.linear(128, num_classes, **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
         layers.check_image_input(x, self.input_size, "simplecnn1")
         x = x.astype(self.dtype)
         x = layers.max_pool(nnx.relu(self.conv1(x)), 2, kernels=self.kernels)
         x = layers.max_pool(nnx.relu(self.conv2(x)), 2, kernels=self.kernels)
-        x = nnx.relu(self.fc1(x.reshape(x.shape[0], -1)))
-        return self.fc2(x).astype(jnp.float32)
+        return nnx.relu(self.fc1(x.reshape(x.shape[0], -1)))
 
 
-class SimpleCNN2(nnx.Module):
+class SimpleCNN2(layers.Classifier):
     """The stronger variant: wider, two convs per block, batch norm and dropout (1,866,307
     parameters for 3 classes).
 
@@ -68,6 +68,7 @@ class SimpleCNN2(nnx.Module):
     """
 
     input_size = 28
+    classifier_name, dropout_name = "fc2", "drop_fc"
 
     def __init__(self, num_classes: int = 3, *, kernels: Kernels = XLA, dtype=jnp.float32,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -86,16 +87,15 @@ class SimpleCNN2(nnx.Module):
         self.drop_fc = nnx.Dropout(0.5, rngs=rngs)
         self.fc2 = layers.linear(256, num_classes, **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
         layers.check_image_input(x, self.input_size, "simplecnn2")
         x = x.astype(self.dtype)
         x = self.drop_conv(layers.max_pool(self.block1(x), 2, kernels=self.kernels))
         x = self.drop_conv(layers.max_pool(self.block2(x), 2, kernels=self.kernels))
-        x = nnx.relu(self.bn_fc1(self.fc1(x.reshape(x.shape[0], -1))))
-        return self.fc2(self.drop_fc(x)).astype(jnp.float32)
+        return nnx.relu(self.bn_fc1(self.fc1(x.reshape(x.shape[0], -1))))
 
 
-class LeNet(nnx.Module):
+class LeNet(layers.Classifier):
     """LeNet-5 (LeCun et al. 1998) on 28x28 inputs: 61,111 parameters for 3 classes.
 
     The classic form: tanh activations and 2x2 average-pool subsampling (parameter-free, so the
@@ -116,6 +116,7 @@ class LeNet(nnx.Module):
     """
 
     input_size = 28
+    classifier_name = "output"
 
     def __init__(self, num_classes: int = 3, *, kernels: Kernels = XLA, dtype=jnp.float32,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -131,11 +132,10 @@ class LeNet(nnx.Module):
         self.f6 = layers.linear(120, 84, **kw)
         self.output = layers.linear(84, num_classes, **kw)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
         layers.check_image_input(x, self.input_size, "lenet")
         x = x.astype(self.dtype)
         x = layers.avg_pool(jnp.tanh(self.c1(x)), 2)
         x = layers.avg_pool(jnp.tanh(self.c3(x)), 2)
         x = jnp.tanh(self.f5(x.reshape(x.shape[0], -1)))
-        x = jnp.tanh(self.f6(x))
-        return self.output(x).astype(jnp.float32)
+        return jnp.tanh(self.f6(x))

@@ -13,7 +13,7 @@ from astrospectra_jax.models.kernels import XLA, Kernels
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
-class VGG16(nnx.Module):
+class VGG16(layers.Classifier):
     """torchvision's vgg16: 13 conv 3x3 (pad 1) + ReLU layers in five blocks, each block closed
     by a 2x2 max-pool.
 
@@ -30,6 +30,8 @@ class VGG16(nnx.Module):
     Initialisation as torchvision: conv kaiming-normal (fan-out), dense N(0, 0.01), zero biases;
     the 28x28 head instead uses He-normal (fan-in) hidden layers and torch's default output layer.
     """
+
+    classifier_name, dropout_name = "fc3", "dropout"
 
     def __init__(self, num_classes: int = 3, *, input_size: int = 224, kernels: Kernels = XLA,
                  dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
@@ -60,7 +62,7 @@ class VGG16(nnx.Module):
         self.fc3 = layers.linear(hidden, num_classes, kernel_init=output_init, **kw)
         self.dropout = nnx.Dropout(0.5, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
         layers.check_image_input(x, self.input_size, "vgg16")
         x = x.astype(self.dtype)
         convs = iter(self.convs)
@@ -72,5 +74,4 @@ class VGG16(nnx.Module):
             x = layers.adaptive_avg_pool(x, (7, 7))
         x = x.reshape(x.shape[0], -1)
         x = self.dropout(nnx.relu(self.fc1(x)))
-        x = self.dropout(nnx.relu(self.fc2(x)))
-        return self.fc3(x).astype(jnp.float32)
+        return nnx.relu(self.fc2(x))

@@ -3,8 +3,10 @@
     model = models.create("resnet18", kernels="auto", rngs=nnx.Rngs(0))
 
 ``XLA`` is XLA's own operations (``kernels/xla.py``): plain Flax, what every accelerator run
-uses. ``CPU`` swaps in the convolution, max pool and training batch norm of
-``kernels/cpu.py``, which compute the same values faster on XLA:CPU. ``resolve("auto")``
+uses. ``CPU`` swaps in the convolution, max pool and training batch norm of the
+``kernels/cpu`` package, which compute the same values faster on XLA:CPU. Kernels are pure
+functions: the layers own their state (ConvBN updates its batch norm's running averages from
+the batch statistics the kernel returns). ``resolve("auto")``
 picks ``CPU`` on the CPU backend and ``XLA`` elsewhere; config field ``model.kernels``.
 """
 
@@ -30,8 +32,10 @@ class Kernels:
     conv_general_dilated: Callable[..., jax.Array]
     # (x, window, stride, pads) -> max over each window; pads: (low, high) per spatial axis.
     max_pool: Callable[..., jax.Array]
-    # (bn: nnx.BatchNorm, x, activation or None) -> activation(bn(x)), in either bn mode.
-    batch_norm_activation: Callable[..., jax.Array]
+    # Training-mode batch norm: (x, scale, bias, epsilon, activation or None, dtype) ->
+    # (activation(normalised x * scale + bias) in dtype, batch mean, batch variance), the
+    # statistics over all axes but the last, in float32.
+    batch_norm_activation: Callable[..., tuple[jax.Array, jax.Array, jax.Array]]
 
 
 XLA = Kernels("xla", xla.conv_general_dilated, xla.max_pool, xla.batch_norm_activation)
