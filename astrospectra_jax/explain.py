@@ -34,7 +34,7 @@ import numpy as np
 
 from astrospectra_jax.data import recipe
 
-DEFAULT_STEPS = 32
+DEFAULT_STEPS = 16
 DEFAULT_BATCH_SIZE = 64
 METHODS = ("ig", "gxi")
 

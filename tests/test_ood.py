@@ -93,3 +93,24 @@ def test_simulated_outliers_kinds_and_determinism():
     np.testing.assert_array_equal(a.flux, b.flux)
     assert sorted(set(a.kind)) == sorted(OUTLIER_KINDS)
     assert np.all(a.redshift[a.kind == "QSO"] >= 0.1)
+
+
+def test_holdout_and_fit_apply_trust():
+    from astrospectra_jax.trust import fit
+
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    train, val = fit.holdout(labels, 0.1, seed=3)
+    assert np.bincount(labels[val]).tolist() == [5, 3, 2]
+    assert np.intersect1d(train, val).size == 0 and train.size + val.size == 100
+    np.testing.assert_array_equal(val, fit.holdout(labels, 0.1, seed=3)[1])
+    assert fit.holdout(labels, 0.0, seed=3)[1].size == 0
+    rng = np.random.default_rng(5)
+    x, y, _, _ = _blobs(rng, n=400)
+    logits = 4 * np.eye(3)[y] + rng.normal(size=(400, 3))
+    record = fit.fit_trust(val_logits=logits[:100], val_labels=y[:100], test_logits=logits[100:],
+                           test_labels=y[100:], train_features=x[100:], train_labels=y[100:],
+                           val_features=x[:100])
+    assert set(record.to_json()) == {"calibration", "ood"}
+    probs, score, outside = fit.apply_trust(logits, x, record.calibration, record.detector)
+    np.testing.assert_allclose(probs.sum(1), 1.0)
+    assert score.shape == outside.shape == (400,) and outside.mean() < 0.2
