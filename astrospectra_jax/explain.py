@@ -255,7 +255,7 @@ def plot_class(path, class_name: str, wavelength, attributions, spectra, redshif
         ax.text(waves[0], top, label, rotation=90, fontsize=7, va="top", ha="right",
                 color="darkgreen")
     finite = np.flatnonzero(np.isfinite(redshifts))
-    for k, i in enumerate(finite[:10]):
+    for k, i in enumerate(finite[:3]):  # a few inputs: more would hide the spectrum
         for name, w in quasar_broad_lines(float(redshifts[i])):
             ax.axvline(w, color="tab:purple", lw=0.6, ls="--", alpha=0.5)
             if k == 0:
@@ -320,13 +320,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             wavelength=centres, wavelength_range=ranges, redshift=redshifts,
             method=np.array(args.method), steps=np.array(args.steps),
             class_names=np.array(loaded.class_names))
+    what = "integrated gradients" if args.method == "ig" else "gradient x input"
     for k, name in enumerate(loaded.class_names):
         rows = predicted == k
         if rows.any():
             plot_class(args.out / f"attribution_{name}.png", name, centres, attributions[rows],
                        spectra[rows], redshifts[rows],
                        title=f"{loaded.description}: {rows.sum()} inputs predicted {name} "
-                             f"({'integrated gradients' if args.method == 'ig' else 'gradient x input'})")
+                             f"({what})")
     print(f"wrote {args.out}: attributions.npz and {len(set(predicted.tolist()))} class plot(s) "
           f"for {len(x)} inputs")
     return 0
