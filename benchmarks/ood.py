@@ -209,10 +209,14 @@ def run_seed(seed: int, args, real: dict[str, np.ndarray]) -> dict:
             (len(p_after), 1))).argmax(1)) for _ in range(20)]
         result["calibration"][name] = cal.to_json() | {
             "test_accuracy": float(np.mean(te_logits.argmax(1) == sim.labels[te])),
-            "ece_floor": float(np.mean(floor)), "test_examples": int(len(te))}
+            "ece_floor": float(np.mean(floor)), "test_examples": int(len(te)),
+            "test_nll_before": calibration.nll(te_logits, sim.labels[te]),
+            "test_nll_after": calibration.nll(te_logits, sim.labels[te], cal.temperature)}
         if args.only_calibration:
             print(f"  seed {seed} {name}: T {cal.temperature:.3f}, ECE {cal.ece_before:.4f} -> "
-                  f"{cal.ece_after:.4f} (floor {np.mean(floor):.4f})", flush=True)
+                  f"{cal.ece_after:.4f} (floor {np.mean(floor):.4f}), test NLL "
+                  f"{result['calibration'][name]['test_nll_before']:.4f} -> "
+                  f"{result['calibration'][name]['test_nll_after']:.4f}", flush=True)
             continue
         t = cal.temperature
         record(f"{name}/max_softmax", ood.max_softmax_score(val_logits, t),
@@ -311,7 +315,8 @@ def main(argv=None) -> int:
     for name in args.models:
         cal = [s["calibration"][name] for s in per_seed]
         stats = {k: (np.mean([c[k] for c in cal]), np.std([c[k] for c in cal]))
-                 for k in ("temperature", "ece_before", "ece_after", "ece_floor", "test_accuracy")}
+                 for k in ("temperature", "ece_before", "ece_after", "ece_floor", "test_nll_before",
+                                  "test_nll_after", "test_accuracy")}
         print(f"calibration {name}: " + ", ".join(f"{k} {m:.4f} ± {s:.4f}"
                                                    for k, (m, s) in stats.items()))
     (args.out / "ood.json").write_text(json.dumps(
