@@ -25,7 +25,7 @@ from absl import logging
 from astrospectra_jax import results as run_files
 from astrospectra_jax.models import kernels
 from astrospectra_jax.training import (checkpointing, evaluation, inputs, input_pipeline, loop,
-                                       metrics, preemption, sharding, steps)
+                                       metrics, preemption, sharding, steps, trust_fit)
 from astrospectra_jax.training.configuration import ConfigError, eval_dataset_names, validate
 from astrospectra_jax.training.loop import NonFiniteLossError
 from astrospectra_jax.training.preemption import Preempted
@@ -97,6 +97,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if eval_dataset_names(config):
             results["eval_datasets"] = evaluation.evaluate_other_datasets(
                 config, spec, mesh, compiled.eval_batch, outcome.state, workdir, lead=lead)
+        results.update(trust_fit.fit(config, spec, graphdef, mesh, outcome.state.model(),
+                                     train_input.held_out, test_split, workdir, lead=lead))
         results.update(_run_record(config, spec, splits, final, cadence, train_input.num_train,
                                    outcome, restored_step, compile_seconds, wall_start))
         if lead:

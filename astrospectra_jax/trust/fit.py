@@ -79,11 +79,28 @@ def fit_trust(*, val_logits, val_labels, test_logits, test_labels, method: str =
 
 
 def apply_trust(logits, features, calibration: cal.Calibration | None,
-                detector: ood.OODDetector | None, member_probs=None):
-    """(calibrated probabilities (N, K), ood_score (N,) or None, outside_classes (N,) or None)."""
+                detector: ood.OODDetector | None, member_probs=None, ood_logits=None):
+    """(calibrated probabilities (N, K), ood_score (N,) or None, outside_classes (N,) or None).
+    ``logits``: the K in-class logits; ``ood_logits``: all outputs (outlier exposure's K+1),
+    for the score (default ``logits``)."""
     t = calibration.temperature if calibration is not None else 1.0
     probs = cal.softmax(logits, t)
     if detector is None:
         return probs, None, None
-    scores = detector.scores(logits=logits, features=features, member_probs=member_probs)
+    scores = detector.scores(logits=logits if ood_logits is None else ood_logits,
+                             features=features, member_probs=member_probs)
     return probs, scores, detector.outside(scores)
+
+
+def load_trust(workdir, results: dict | None) -> tuple[cal.Calibration | None,
+                                                       ood.OODDetector | None]:
+    """The calibration (``results["calibration"]``) and OOD detector (``workdir/ood.npz``) a
+    finished run fitted; None for what it did not (unfinished, ``validation_fraction`` 0)."""
+    from pathlib import Path
+
+    payload = (results or {}).get("calibration")
+    calibration = cal.Calibration.from_json(payload) if payload else None
+    npz = Path(workdir) / "ood.npz"
+    detector = ood.OODDetector.load_npz(npz) if (results or {}).get("ood") and npz.is_file() \
+        else None
+    return calibration, detector
