@@ -185,8 +185,9 @@ class LoadedModel:
 
 
 def load_model(workdir) -> LoadedModel:
-    """The ONE place that knows how a run is loaded (``predict.load_run`` today; the
-    integration phase swaps in the model-only restore here)."""
+    """The run as predict loads it (``predict.load_run``: the model-only restore, the ONE
+    place), its logits divided by the fitted temperature where the run calibrated; a model
+    trained with outlier exposure is explained over its K classes (not "other")."""
     import jax.numpy as jnp
     from flax import nnx
 
@@ -194,20 +195,23 @@ def load_model(workdir) -> LoadedModel:
     from astrospectra_jax.training import input_pipeline
 
     run = predict.load_run(workdir)
-    model = nnx.merge(run.graphdef, run.state["params"], run.state["model_state"], copy=True)
+    model = nnx.merge(run.graphdef, run.model["params"], run.model["model_state"], copy=True)
     model.eval()
     graphdef, state = nnx.split(model)
     prep = dict(modality=run.spec.modality, input_size=run.config.model.input_size)
+    k = run.spec.num_classes
+    temperature = run.calibration.temperature if run.calibration is not None else 1.0
 
     def apply_fn(x):
-        return nnx.merge(graphdef, state)(x)
+        return nnx.merge(graphdef, state)(x)[..., :k] / temperature
 
     def preprocess(features):
         return np.asarray(input_pipeline.preprocess(jnp.asarray(features), **prep))
 
+    calibrated = f", T={temperature:.3f}" if run.calibration is not None else ""
     return LoadedModel(apply_fn, preprocess, run.spec.modality, run.spec.task or "",
                        tuple(run.spec.class_names),
-                       f"{run.config.model.name} on {run.spec.name}, step {run.step}")
+                       f"{run.config.model.name} on {run.spec.name}, step {run.step}{calibrated}")
 
 
 def _input_redshifts(files: Sequence[str], true_classes: Sequence[str | None]) -> np.ndarray:
