@@ -107,7 +107,7 @@ class Steps(NamedTuple):
     eval_batch: Callable  # (state or model, features, labels, mask, index) -> sums, predictions
 
 
-def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch, num_classes: int):
+def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch, spec):
     """The (unjitted) evaluation step of ``make_steps``."""
 
     def eval_batch(state, features, labels, mask, index):
@@ -120,7 +120,7 @@ def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch, num_classes: in
         x = input_pipeline.preprocess(features, **prep)
         model = nnx.merge(graphdef, state["params"], state["model_state"], copy=True)
         model.eval()
-        logits = model(x)[..., :num_classes]  # outlier exposure's "other" is not a class
+        logits = model(x)[..., :spec.num_classes]  # outlier exposure's "other" is no class
         mask = mask.astype(jnp.float32)
         loss_sum = (cross_entropy(logits, labels) * mask).sum()
         predictions = jnp.argmax(logits, -1).astype(jnp.int32)
@@ -207,6 +207,5 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
     train_jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=replicated)  # noqa: E731
     return Steps(device_chunk=train_jit(device_chunk), stream_chunk=train_jit(stream_chunk),
                  epoch_permutations=jax.jit(epoch_permutations, out_shardings=replicated),
-                 eval_batch=jax.jit(_eval_batch(graphdef, batch_size, prep, on_batch,
-                                                spec.num_classes),
+                 eval_batch=jax.jit(_eval_batch(graphdef, batch_size, prep, on_batch, spec),
                                     out_shardings=replicated))

@@ -37,12 +37,11 @@ __all__ = ["ConfigError", "NonFiniteLossError", "Preempted", "train_and_evaluate
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        splits: input_pipeline.Splits | None = None) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint), evaluate on the
-    test split, write results.json, metrics.jsonl, TensorBoard events, confusion_matrix.png.
-
-    The data come from TFDS (``config.dataset``), or from ``splits`` (in-memory arrays, no
-    TensorFlow needed) whose modality and classes ``config.dataset`` names. Returns the results.
-    Raises ConfigError, catalogue.DatasetNotFoundError, NonFiniteLossError,
-    checkpointing.CheckpointSaveError, and Preempted when SIGTERM stopped it after a checkpoint.
+    test split, fit the trust records (``trust_fit``); write results.json, metrics.jsonl,
+    TensorBoard events and the figures. The data come from TFDS (``config.dataset``) or from
+    ``splits`` (in-memory arrays, no TensorFlow) whose modality and classes ``config.dataset``
+    names. Returns the results. Raises ConfigError, catalogue.DatasetNotFoundError,
+    NonFiniteLossError, CheckpointSaveError, and Preempted (SIGTERM, after a checkpoint).
     """
     wall_start = time.time()
     spec = validate(config)
