@@ -18,12 +18,13 @@ folder (searched recursively) of:
   line models only.
 
 Output: ``--out`` CSV, one row per usable input: ``id, file, predicted, p_<class>...,
-true_class`` (empty where unknown); for an ensemble run (``config.ensemble_size > 1``) the
-probabilities are the members' average, and two columns follow: ``disagreement`` (the mutual
-information between the prediction and the members, H(mean p) - mean H(p_k), in nats) and
-``p_std`` (the members' spread of the predicted class's probability). The CSV is written to
-a temporary file and renamed, so an interrupted run leaves no half-written CSV. Where true
-classes among the model's classes exist, accuracy,
+true_class`` (empty where unknown), ``ood_score, outside_classes`` (docs/trusting-predictions.md;
+not with ``--no-flag``, nor for a run that fitted no detector). For an ensemble run
+(``config.ensemble_size > 1``) the probabilities are the members' average, and two columns
+follow: ``disagreement`` (the mutual information between the prediction and the members,
+H(mean p) - mean H(p_k), in nats) and ``p_std`` (the members' spread of the predicted class's
+probability). The CSV is written to a temporary file and renamed, so an interrupted run
+leaves no half-written CSV. Where true classes among the model's classes exist, accuracy,
 per-class recall and the confusion matrix are printed and written beside the CSV
 (``<out>.metrics.json``, ``<out>.confusion_matrix.png``). Unusable inputs are listed with the
 reason and skipped; the command fails only when none is usable.
@@ -40,8 +41,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
-
 from astrospectra_jax import results
 from astrospectra_jax.data import catalogue
 from astrospectra_jax.data.inputs import collect_inputs
@@ -62,6 +61,8 @@ class TrainedModel:
     graphdef: object
     model: dict  # {"params", "model_state"}: the checkpoint's model items, on the devices
     step: int
+    calibration: object = None  # trust.calibration.Calibration of a finished run, or None
+    detector: object = None  # trust.ood.OODDetector of a finished run, or None
 
 
 def run_config(workdir) -> dict:
@@ -109,48 +110,46 @@ def load_run(workdir) -> TrainedModel:
         manager.close()
     if step is None:
         raise RunError(f"{checkpoints}: no complete checkpoint yet")
-    return TrainedModel(config, spec, graphdef, model, step)
+    from astrospectra_jax.trust.fit import load_trust
+
+    finished = workdir / results.RESULTS_JSON
+    trust = load_trust(workdir, results.read_json(finished) if finished.is_file() else None)
+    return TrainedModel(config, spec, graphdef, model, step, *trust)
 
 
 # ----------------------------------------------------------------------------- prediction
 
+def predict_trusted(run: TrainedModel, features: np.ndarray,
+                    batch_size: int = DEFAULT_BATCH_SIZE
+                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
+                               np.ndarray | None]:
+    """(class probabilities (N, classes) at the run's fitted temperature, ood_score (N,),
+    outside_classes (N,), an ensemble's member probabilities (K, N, classes)); the middle two
+    None where the run fitted no detector, the last for one model."""
+    from astrospectra_jax.training import ensemble, trust_fit
+    from astrospectra_jax.trust import calibration as cal
+    from astrospectra_jax.trust.fit import apply_trust
+
+    logits, model_features, members = trust_fit.model_outputs(
+        run.graphdef, run.model, run.config, run.spec, features, batch_size,
+        ensemble.make_mesh(run.config))
+    k = run.spec.num_classes
+    probs, scores, outside = apply_trust(logits[:, :k], model_features, run.calibration,
+                                         run.detector, ood_logits=logits)
+    if members is not None:  # each member's class probabilities at the run's temperature
+        temperature = run.calibration.temperature if run.calibration else 1.0
+        members = cal.softmax(np.log(np.clip(members[..., :k], 1e-30, None)), temperature)
+    return probs.astype(np.float32), scores, outside, members
+
+
 def predict_probabilities(run: TrainedModel, features: np.ndarray,
                           batch_size: int = DEFAULT_BATCH_SIZE,
                           *, progress: bool = True) -> np.ndarray:
-    """Class probabilities (N, classes), in batches sharded over every device; an ensemble's
-    members' (K, N, classes)."""
-    import jax
-    from flax import nnx
-
-    from astrospectra_jax.training import ensemble, input_pipeline, sharding
-
-    mesh = ensemble.make_mesh(run.config)
-    members = ensemble.Members.of(run.config, mesh)
-    devices = jax.device_count()
-    batch_size = -(-batch_size // devices) * devices  # whole rows per device
-    batch_size = min(batch_size, -(-len(features) // devices) * devices)
-    prep = dict(modality=run.spec.modality, input_size=run.config.model.input_size)
-
-    def forward(items, x):
-        model = nnx.merge(run.graphdef, items["params"], items["model_state"], copy=True)
-        model.eval()
-        return jax.nn.softmax(model(x).astype("float32"))
-
-    @jax.jit
-    def probabilities(params, model_state, batch):
-        x = input_pipeline.preprocess(batch, **prep)
-        items = {"params": params, "model_state": model_state}
-        return members.lift(forward)(items, x) if members.size > 1 else forward(items, x)
-
-    out = []
-    padded, _, _ = input_pipeline.pad_to_batches(features, np.zeros(len(features), np.int32),
-                                                 batch_size)
-    starts = range(0, len(features), batch_size)
-    for start in tqdm(starts, desc="predicting", unit="batch", disable=not progress):
-        out.append(probabilities(run.model["params"], run.model["model_state"],
-                                 sharding.global_batch(padded[start:start + batch_size], mesh)))
-    out = np.concatenate([np.asarray(jax.device_get(p)) for p in out], axis=-2)
-    return out[..., :len(features), :]
+    """Class probabilities (N, classes) at the run's fitted temperature, in batches sharded
+    over every device; an ensemble's members' (K, N, classes)."""
+    del progress
+    probabilities, _, _, members = predict_trusted(run, features, batch_size)
+    return probabilities if members is None else members
 
 
 def evaluation(true_classes: Sequence[str | None], predicted: np.ndarray,
@@ -196,7 +195,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help="examples per device call (rounded up to the devices)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-flag", action="store_true",
+                        help="no ood_score / outside_classes columns (inputs outside the "
+                             "model's classes are not flagged)")
     return parser
+
+
+def flagged_by_class(true_classes: Sequence[str | None], outside: np.ndarray) -> dict:
+    """{true class (or "unknown"): [flagged, inputs]} in order of first appearance."""
+    counts: dict = {}
+    for true, out in zip(true_classes, outside, strict=True):
+        entry = counts.setdefault(true or "unknown", [0, 0])
+        entry[0] += int(out)
+        entry[1] += 1
+    return counts
+
+
+def _flag_summary(run: TrainedModel, true_classes, outside) -> dict:
+    counts = flagged_by_class(true_classes, outside)
+    d = run.detector
+    print(f"outside the classes ({d.method}, threshold {d.threshold:.4g}, keeps "
+          f"{d.kept:.0%} of the validation part): {int(np.sum(outside))} of {len(outside)} "
+          "flagged; by true class: " + ", ".join(f"{c} {f}/{n}" for c, (f, n) in counts.items()))
+    return {"method": d.method, "threshold": d.threshold, "flagged": int(np.sum(outside)),
+            "flagged_by_true_class": counts}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,22 +250,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: no usable input among "
                        f"{' '.join(map(str, args.input))}\n")
 
-    probabilities = predict_probabilities(run, np.stack(inputs.features), args.batch_size,
-                                          progress=progress)
-    header = ["id", "file", "predicted", *(f"p_{c}" for c in names), "true_class"]
+    probabilities, scores, outside, members = predict_trusted(
+        run, np.stack(inputs.features), args.batch_size)
+    flag = outside is not None and not args.no_flag
+    if outside is None and not args.no_flag:
+        print("no ood_score / outside_classes: the run fitted no OOD detector (unfinished, or "
+              "config.validation_fraction=0)", file=sys.stderr)
+    predicted = probabilities.argmax(axis=1)
+    header = ["id", "file", "predicted", *(f"p_{c}" for c in names), "true_class",
+              *(["ood_score", "outside_classes"] if flag else [])]
     extra = np.zeros((len(probabilities), 0))
-    if probabilities.ndim == 3:  # an ensemble: the averaged probabilities, and how members differ
+    if members is not None:  # an ensemble: how its members differ
         from astrospectra_jax.training import ensemble
 
-        spread = ensemble.uncertainty(probabilities)
-        probabilities = spread["probabilities"]
+        spread = ensemble.uncertainty(members)
         extra = np.stack([spread["disagreement"], spread["p_std"]], axis=1)
         header += ["disagreement", "p_std"]
-    predicted = probabilities.argmax(axis=1)
     rows = ([id_, file, names[p], *(f"{q:.6f}" for q in probs), true or "",
-             *(f"{v:.6f}" for v in more)]
-            for id_, file, p, probs, true, more in zip(inputs.ids, inputs.files, predicted,
-                                                       probabilities, inputs.true_classes, extra))
+             *([f"{scores[i]:.6g}", int(outside[i])] if flag else []),
+             *(f"{v:.6f}" for v in extra[i])]
+            for i, (id_, file, p, probs, true) in enumerate(zip(
+                inputs.ids, inputs.files, predicted, probabilities, inputs.true_classes)))
     with results.atomic_open(args.out) as f:  # an interrupted run leaves no half-written CSV
         writer = csv.writer(f)
         writer.writerow(header)
@@ -251,9 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = collections.Counter(names[p] for p in predicted)
     print(f"wrote {args.out}: {len(inputs.ids)} predictions ("
           + ", ".join(f"{c} {counts[c]}" for c in names) + ")")
+    flags = _flag_summary(run, inputs.true_classes, outside) if flag else None
 
     report = evaluation(inputs.true_classes, predicted, names)
     if report is not None:
+        report["outside_classes"] = flags
+        report["temperature"] = run.calibration.temperature if run.calibration else None
         from astrospectra_jax.training import metrics
 
         report.update({"run": str(args.workdir), "model": run.config.model.name,

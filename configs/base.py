@@ -58,5 +58,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     # After training, also evaluate on these ("name1,name2": registered datasets of the same
     # classes, or folders of converted / FITS data); results.json gets a section for each.
     config.eval_datasets = ""
+    # Trust (docs/trusting-predictions.md): this share of every training class is held out
+    # (seeded) to fit the temperature and the out-of-class threshold; 0 turns both off.
+    config.validation_fraction = 0.1
+    config.ood_method = "auto"  # auto | mahalanobis | outlier_exposure | max_softmax | energy
+    config.outlier_exposure = ml_collections.ConfigDict()
+    # > 0 (v2 only): simulated A/M stars, galaxies and quasars, this many per training
+    # example, join the training data as an extra "other" class (the model gets K+1 outputs).
+    config.outlier_exposure.fraction = 0.0
     config.distributed = False  # True: jax.distributed.initialize() (multi-host TPU/GPU)
     return config

@@ -120,7 +120,7 @@ def test_kaggle_layout_and_pngs_with_bad_files_listed(image_run, converted, tmp_
     rows = read_rows(out)
     assert len(rows) == 61  # 40 + 20 in the layout, one loose PNG
     assert list(rows[0]) == ["id", "file", "predicted", "p_STAR", "p_GALAXY", "p_QSO",
-                             "true_class"]
+                             "true_class", "ood_score", "outside_classes"]
     assert sum(r["true_class"] == "" for r in rows) == 1
     for name in ("broken.png", "short.fits", "notes.txt", "absent"):
         assert name in stderr

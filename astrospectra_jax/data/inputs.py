@@ -60,7 +60,12 @@ def collect_inputs(paths: Sequence, modality: str, task: str, *, progress: bool 
                 if match:
                     split, layout_task = match.group(1).lower(), match.group(2)
                     kaggle_images.add(layout.images_dir(labels_csv.parent, split, layout_task))
-                    if modality == "image":
+                    if modality == "image" and task and layout_task.lower() != task:
+                        inputs.skip(labels_csv, f"a Kaggle layout of task {layout_task} ("
+                                    f"{tasks.DESCRIPTIONS.get(layout_task.lower(), 'unknown')}"
+                                    "); the model classifies "
+                                    f"{task} ({tasks.DESCRIPTIONS[task]}): not scored")
+                    elif modality == "image":
                         _add_kaggle_split(inputs, labels_csv, split, layout_task, progress)
             files = sorted(p for p in path.rglob("*") if p.is_file())
             fits_files += [p for p in files if p.name.lower().endswith(_FITS_SUFFIXES)]

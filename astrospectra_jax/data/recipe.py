@@ -126,3 +126,50 @@ def image(flux_on_grid) -> np.ndarray:
     scaled = np.where(span > 0, (means - lo) / np.where(span > 0, span, 1.0), 0.0)
     pixels = np.rint(scaled * 255.0).astype(np.uint8)
     return pixels.reshape(*pixels.shape[:-1], IMAGE_SIDE, IMAGE_SIDE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Where each model input comes from: wavelength ranges of image pixels and line values
+
+def image_pixel_wavelengths() -> np.ndarray:
+    """(784, 2) float64: [first, last] grid wavelength (A) averaged into each image pixel, in
+    row-major order (pixel (r, c) is row ``28 * r + c``). Pixel 0 covers 3700.0-3706.0 A
+    (grid points 0-4); bins hold 4 or 5 grid points, so a pixel spans 4.5-6 A at its
+    centres and ~6.9 A between neighbouring bin edges."""
+    first = _IMAGE_STARTS
+    last = first + _IMAGE_COUNTS - 1
+    return np.stack([GRID[first], GRID[last]], axis=1)
+
+
+def image_pixel_edges() -> np.ndarray:
+    """(785,) float64: wavelength (A) of the image's bin edges, ``linspace(0, 3601, 785)`` in
+    grid index mapped linearly onto the grid (edge 0 is 3700 A, edge 784 is 9101.5 A): pixel i
+    spans ``[edges[i], edges[i+1])``, ~6.89 A each."""
+    return GRID_START + GRID_STEP * _IMAGE_EDGES
+
+
+def line_value_wavelengths() -> np.ndarray:
+    """(721, 2) float64: [first, last] grid wavelength (A) averaged into each line-vector value.
+    Value i is the width-5 box mean centred on ``GRID[5 * i]`` (edge padded: the first and
+    last values repeat the end points), so it covers ``GRID[5i] -/+ 3`` A clipped to the grid."""
+    half = LINE_FILTER_WIDTH // 2
+    centre = np.arange(LINE_SIZE) * LINE_FILTER_WIDTH
+    lo = np.clip(centre - half, 0, GRID_SIZE - 1)
+    hi = np.clip(centre + half, 0, GRID_SIZE - 1)
+    return np.stack([GRID[lo], GRID[hi]], axis=1)
+
+
+def line_value_centres() -> np.ndarray:
+    """(721,) float64: the grid wavelength each line-vector value is centred on, ``GRID[5 i]``."""
+    return GRID[::LINE_FILTER_WIDTH].copy()
+
+
+def input_wavelengths(modality: str) -> np.ndarray:
+    """Centre wavelength (A) of every model input value, flattened in the input's order:
+    (784,) for "image" (bin centres, row-major), (721,) for "line"."""
+    if modality == "image":
+        edges = image_pixel_edges()
+        return 0.5 * (edges[:-1] + edges[1:])
+    if modality == "line":
+        return line_value_centres()
+    raise ValueError(f"modality must be 'image' or 'line', got {modality!r}")

@@ -187,7 +187,23 @@ def tfdata_num_train(name: str, data_dir: str | None) -> int:
     return total - total % jax.process_count()
 
 
-def _tf_dataset(name: str, split, data_dir: str | None, feature_key: str):
+def _part(keep: np.ndarray, process_index: int | None, count: int) -> tuple[str, np.ndarray]:
+    """This process's equal part of the train split as an explicit slice (equal parts, the
+    remainder left out, as ``_process_split``) and the ``keep`` rows within it."""
+    index = jax.process_index() if process_index is None else process_index
+    size = len(keep) // count
+    return f"train[{index * size}:{(index + 1) * size}]", keep[index * size:(index + 1) * size]
+
+
+def tfdata_kept_per_process(keep: np.ndarray, count: int) -> int:
+    """Training examples each process reads when only the ``keep`` rows train: the fewest over
+    the processes' parts (a full batch order needs the same count everywhere)."""
+    return min(int(_part(keep, i, count)[1].sum()) for i in range(count))
+
+
+def _tf_dataset(name: str, split, data_dir: str | None, feature_key: str, keep=None):
+    """The split as (feature, label) in stored order; ``keep`` (bool per row of ``split``,
+    optional): only those rows (the training part left by the validation hold-out)."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -195,28 +211,34 @@ def _tf_dataset(name: str, split, data_dir: str | None, feature_key: str):
     options = tf.data.Options()
     options.deterministic = True
     ds = ds.with_options(options)
+    if keep is not None:
+        mask = tf.constant(np.asarray(keep, bool))
+        ds = ds.enumerate().filter(lambda i, ex: tf.gather(mask, i)).map(lambda i, ex: ex)
     return ds.map(lambda ex: (ex[feature_key], tf.cast(ex["label"], tf.int32)),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def tfdata_train_batches(name: str, *, data_dir: str | None, feature_key: str, batch_size: int,
                          seed: int, start_step: int, steps_per_epoch: int, shuffle_buffer: int,
-                         process_index: int | None = None, process_count: int | None = None
+                         process_index: int | None = None, process_count: int | None = None,
+                         keep: np.ndarray | None = None
                          ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """This process's rows of the global training batches from ``start_step`` on (endless),
     read from this process's part of the split only.
 
     Epoch ``e`` is the part shuffled with seed ``(seed, e)``; resuming at step ``s`` skips the
     first ``s mod steps_per_epoch`` batches of epoch ``s // steps_per_epoch``. The process
-    index and count default to JAX's.
+    index and count default to JAX's. ``keep`` (bool per training example): only those train
+    (the validation hold-out's training part), each process those of its part.
     """
     import tensorflow as tf
 
     count = jax.process_count() if process_count is None else process_count
-    split = _process_split("train", process_index, count)
+    split, part_keep = ((_process_split("train", process_index, count), None) if keep is None
+                        else _part(keep, process_index, count))
     epoch, position = divmod(start_step, steps_per_epoch)
     while True:
-        ds = _tf_dataset(name, split, data_dir, feature_key)
+        ds = _tf_dataset(name, split, data_dir, feature_key, part_keep)
         epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0] >> 1)
         ds = ds.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
         ds = ds.batch(batch_size // count, drop_remainder=True)
@@ -226,13 +248,14 @@ def tfdata_train_batches(name: str, *, data_dir: str | None, feature_key: str, b
 
 
 def tfdata_eval_batches(name: str, *, data_dir: str | None, feature_key: str, batch_size: int,
-                        split: str = "test"
+                        split: str = "test", keep: np.ndarray | None = None
                         ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The whole split in global batches, the last one padded: this process's rows of
-    (features, labels, mask) of each (every process reads the whole split, in order)."""
+    """The whole split (its ``keep`` rows only, when given) in global batches, the last one
+    padded: this process's rows of (features, labels, mask) of each (every process reads the
+    whole split, in order)."""
     import tensorflow as tf
 
-    ds = _tf_dataset(name, split, data_dir, feature_key).batch(batch_size)
+    ds = _tf_dataset(name, split, data_dir, feature_key, keep).batch(batch_size)
     for features, labels in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
         features, labels, mask = pad_to_batches(features, labels, batch_size)
         yield _process_slice(features), _process_slice(labels), _process_slice(mask)

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from astrospectra_jax.data import catalogue
-from astrospectra_jax.training import input_pipeline, sharding
+from astrospectra_jax.training import input_pipeline, sharding, trust_fit
 from astrospectra_jax.training.configuration import ConfigError, choice, positive
 from astrospectra_jax.training.steps import Steps
 
@@ -43,6 +43,7 @@ class TrainInput:
     ``state, metrics = self(state, step, end)`` per chunk."""
 
     num_train: int
+    held_out: trust_fit.HeldOut  # the validation part (trust_fit)
     _compiled = None
 
     def function(self, steps: Steps):
@@ -84,9 +85,10 @@ class StreamedTrainSplit(TrainInput):
     arrays and padded with zeros to the chunk length (the padded steps are no-ops on device)."""
 
     def __init__(self, config, feature_key: str, num_train: int, feature_shape, dtype, mesh,
-                 chunk: int):
+                 chunk: int, keep: np.ndarray | None = None):
         self.config, self.feature_key, self.mesh, self.chunk = config, feature_key, mesh, chunk
         self.num_train, self.feature_shape, self.dtype = num_train, feature_shape, dtype
+        self.keep = keep  # the rows that train (None: all); the rest is the validation part
         self.stream: Iterator | None = None
 
     def function(self, steps: Steps):
@@ -99,7 +101,7 @@ class StreamedTrainSplit(TrainInput):
                 config.dataset, data_dir=config.data_dir, feature_key=self.feature_key,
                 batch_size=config.batch_size, seed=config.seed, start_step=step,
                 steps_per_epoch=input_pipeline.steps_per_epoch(self.num_train, config.batch_size),
-                shuffle_buffer=positive("shuffle_buffer", config.shuffle_buffer))
+                shuffle_buffer=positive("shuffle_buffer", config.shuffle_buffer), keep=self.keep)
         local_batch = self.config.batch_size // jax.process_count()
         features = np.zeros((self.chunk, local_batch, *self.feature_shape), self.dtype)
         labels = np.zeros((self.chunk, local_batch), np.int32)
@@ -132,16 +134,18 @@ class ResidentEvalSplit(EvalSplit):
 
 
 class StreamedEvalSplit(EvalSplit):
-    """The TFDS test split streamed by tf.data, each process its rows of each global batch."""
+    """A TFDS split (the test split; its ``keep`` rows only, when given) streamed by tf.data,
+    each process its rows of each global batch."""
 
-    def __init__(self, config, feature_key: str, labels: np.ndarray, mesh):
+    def __init__(self, config, feature_key: str, labels: np.ndarray, mesh, split: str = "test",
+                 keep: np.ndarray | None = None):
         self.config, self.feature_key, self.mesh = config, feature_key, mesh
-        self.labels = labels.astype(np.int32)
+        self.labels, self.split, self.keep = labels.astype(np.int32), split, keep
 
     def outputs(self, eval_batch, state) -> list:
         batches = input_pipeline.tfdata_eval_batches(
             self.config.dataset, data_dir=self.config.data_dir, feature_key=self.feature_key,
-            batch_size=self.config.batch_size)
+            batch_size=self.config.batch_size, split=self.split, keep=self.keep)
         return [eval_batch(state, *(sharding.global_batch(a, self.mesh) for a in batch),
                            np.int32(0)) for batch in batches]
 
@@ -161,15 +165,19 @@ def load(config, spec: catalogue.DatasetSpec, mesh, chunk: int,
         test = splits.test_features, splits.test_labels
     else:
         test = catalogue.load_arrays(config.dataset, "test", data_dir=config.data_dir)
+    trust_fit.check(config, spec)
     if pipeline == "tfdata":
-        num_train = input_pipeline.tfdata_num_train(config.dataset, config.data_dir)
-        return (StreamedTrainSplit(config, feature_key, num_train, test[0].shape[1:],
-                                   test[0].dtype, mesh, chunk),
-                StreamedEvalSplit(config, feature_key, test[1], mesh))
+        keep, num_train, held = trust_fit.split_streamed(config, feature_key, mesh)
+        train_input = StreamedTrainSplit(config, feature_key, num_train, test[0].shape[1:],
+                                         test[0].dtype, mesh, chunk, keep)
+        train_input.held_out = held
+        return train_input, StreamedEvalSplit(config, feature_key, test[1], mesh)
     train: Any = ((splits.train_features, splits.train_labels) if splits is not None else
                   catalogue.load_arrays(config.dataset, "train", data_dir=config.data_dir))
-    return (ResidentTrainSplit(*train, mesh, steps_per_epoch(config, len(train[1]))),
-            ResidentEvalSplit(*test, mesh, config.batch_size))
+    *train, held = trust_fit.split_resident(config, spec, *train, mesh)
+    train_input = ResidentTrainSplit(*train, mesh, steps_per_epoch(config, len(train[1])))
+    train_input.held_out = held
+    return train_input, ResidentEvalSplit(*test, mesh, config.batch_size)
 
 
 def steps_per_epoch(config, num_train: int) -> int:

@@ -21,7 +21,7 @@ from flax import nnx, struct
 from astrospectra_jax import models
 from astrospectra_jax.data import catalogue
 from astrospectra_jax.models import kernels
-from astrospectra_jax.training import ensemble, sharding
+from astrospectra_jax.training import ensemble, sharding, trust_fit
 from astrospectra_jax.training.configuration import choice, non_negative
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -49,7 +49,8 @@ def build_model(config: ml_collections.ConfigDict, spec: catalogue.DatasetSpec,
     key = jax.random.key(non_negative("seed", config.seed if seed is None else seed))
     rngs = nnx.Rngs(params=jax.random.fold_in(key, PARAMS_STREAM),
                     dropout=jax.random.fold_in(key, DROPOUT_STREAM))
-    return models.create(config.model.name, num_classes=spec.num_classes,
+    return models.create(config.model.name,  # + "other" under outlier exposure
+                         num_classes=spec.num_classes + trust_fit.extra_outputs(config),
                          input_size=config.model.input_size,
                          kernels=choice("model.kernels", config.model.kernels, kernels.CHOICES),
                          dtype=DTYPES[choice("model.dtype", config.model.dtype, DTYPES)],

@@ -108,14 +108,15 @@ class Steps(NamedTuple):
     eval_batch: Callable  # (state or model, features, labels, mask, index) -> sums, predictions
 
 
-def _forward(graphdef, model_items, x):
+def _forward(graphdef, model_items, x, num_classes: int):
     """Evaluation-mode logits of ``{"params", "model_state"}`` on the model input ``x``."""
     model = nnx.merge(graphdef, model_items["params"], model_items["model_state"], copy=True)
     model.eval()
-    return model(x)
+    return model(x)[..., :num_classes]  # outlier exposure's "other" is no class
 
 
-def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch, members: ensemble.Members):
+def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch, members: ensemble.Members,
+                num_classes: int):
     """The (unjitted) evaluation step of ``make_steps``."""
 
     def eval_batch(state, features, labels, mask, index):
@@ -130,9 +131,9 @@ def _eval_batch(graphdef, batch_size: int, prep: dict, on_batch, members: ensemb
         x = input_pipeline.preprocess(features, **prep)
         mask = mask.astype(jnp.float32)
         if members.size > 1:
-            logits = members.lift(lambda m, x: _forward(graphdef, m, x))(state, x)
+            logits = members.lift(lambda m, x: _forward(graphdef, m, x, num_classes))(state, x)
             return ensemble.combine(logits, labels, mask, cross_entropy)
-        logits = _forward(graphdef, state, x)
+        logits = _forward(graphdef, state, x, num_classes)
         loss_sum = (cross_entropy(logits, labels) * mask).sum()
         predictions = jnp.argmax(logits, -1).astype(jnp.int32)
         correct = ((predictions == labels) * mask).sum()
@@ -269,5 +270,6 @@ def make_steps(config, spec, graphdef, tx, mesh, steps_per_epoch: int, num_train
     train_jit = lambda f: jax.jit(f, donate_argnums=(0,), out_shardings=out)  # noqa: E731
     return Steps(device_chunk=train_jit(device_chunk), stream_chunk=train_jit(stream_chunk),
                  epoch_permutations=jax.jit(epoch_permutations, out_shardings=replicated),
-                 eval_batch=jax.jit(_eval_batch(graphdef, batch_size, prep, on_batch, members),
+                 eval_batch=jax.jit(_eval_batch(graphdef, batch_size, prep, on_batch, members,
+                                                spec.num_classes),
                                     out_shardings=replicated))

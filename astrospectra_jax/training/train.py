@@ -25,7 +25,8 @@ from absl import logging
 from astrospectra_jax import results as run_files
 from astrospectra_jax.models import kernels
 from astrospectra_jax.training import (checkpointing, ensemble, evaluation, inputs,
-                                       input_pipeline, loop, metrics, preemption, steps)
+                                       input_pipeline, loop, metrics, preemption, steps,
+                                       trust_fit)
 from astrospectra_jax.training.configuration import ConfigError, eval_dataset_names, validate
 from astrospectra_jax.training.loop import NonFiniteLossError
 from astrospectra_jax.training.preemption import Preempted
@@ -37,12 +38,11 @@ __all__ = ["ConfigError", "NonFiniteLossError", "Preempted", "train_and_evaluate
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        splits: input_pipeline.Splits | None = None) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint), evaluate on the
-    test split, write results.json, metrics.jsonl, TensorBoard events, confusion_matrix.png.
-
-    The data come from TFDS (``config.dataset``), or from ``splits`` (in-memory arrays, no
-    TensorFlow needed) whose modality and classes ``config.dataset`` names. Returns the results.
-    Raises ConfigError, catalogue.DatasetNotFoundError, NonFiniteLossError,
-    checkpointing.CheckpointSaveError, and Preempted when SIGTERM stopped it after a checkpoint.
+    test split, fit the trust records (``trust_fit``); write results.json, metrics.jsonl,
+    TensorBoard events and the figures. The data come from TFDS (``config.dataset``) or from
+    ``splits`` (in-memory arrays, no TensorFlow) whose modality and classes ``config.dataset``
+    names. Returns the results. Raises ConfigError, catalogue.DatasetNotFoundError,
+    NonFiniteLossError, CheckpointSaveError, and Preempted (SIGTERM, after a checkpoint).
     """
     wall_start = time.time()
     spec = validate(config)
@@ -97,6 +97,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if eval_dataset_names(config):
             results["eval_datasets"] = evaluation.evaluate_other_datasets(
                 config, spec, mesh, compiled.eval_batch, outcome.state, workdir, lead=lead)
+        results.update(trust_fit.fit(config, spec, graphdef, mesh, outcome.state.model(),
+                                     train_input.held_out, test_split, workdir, lead=lead))
         results.update(_run_record(config, spec, splits, final, cadence, train_input.num_train,
                                    outcome, restored_step, compile_seconds, wall_start))
         if lead:

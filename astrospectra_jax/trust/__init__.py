@@ -1,0 +1,2 @@
+"""Predictions a survey can trust: calibration (``calibration``), outside-the-classes detection
+(``ood``, ``outliers``). Pure functions; training and predict call them."""
