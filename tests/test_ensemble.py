@@ -84,13 +84,14 @@ def test_member_k_is_the_single_run_with_seed_plus_k(runs, kind):
     assert member["confusion_matrix"] == one["confusion_matrix"]
     assert member["test_loss"] == pytest.approx(one["test_loss"], rel=1e-5)
     # To float tolerance: the member's step is compiled inside lax.map, so XLA may reassociate
-    # sums; Adam's normalised updates carry last-bit differences of small gradients to ~1e-6.
+    # sums; Adam's normalised updates carry last-bit differences of small gradients to ~1e-5
+    # (Conv1D's batch-norm biases, whose gradients are near zero).
     stacked, single = restore_state(ens_dir, 6), restore_state(one_dir, 6)
     for path, a in jax.tree.leaves_with_path(single):  # params, batch norm, dropout RNG state
         b = stacked
         for key in path:
             b = b[key.key if hasattr(key, "key") else key.idx]
-        np.testing.assert_allclose(b[MEMBER], a, rtol=1e-4, atol=1e-5,
+        np.testing.assert_allclose(b[MEMBER], a, rtol=1e-4, atol=3e-5,
                                    err_msg=jax.tree_util.keystr(path))
     # The same test predictions, and predict's ensemble columns.
     features, _ = catalogue.load_arrays(ens["dataset"], "test",
