@@ -122,10 +122,17 @@ def compare_results(claims: Claims, results: dict) -> list[Check]:
     return checks
 
 
+_PER_FILE = re.compile(r"^\S+\.py: (?P<n>[0-9]+)$", re.MULTILINE)
+
+
 def parse_collected(output: str) -> int | None:
-    """``pytest --co -q``'s count of collected tests."""
+    """``pytest --co``'s count of collected tests: its ``N tests collected`` line, or (``-qq``,
+    as the README's ``-q`` plus ``--co -q`` gives) the sum of its ``file.py: N`` lines."""
     found = _COLLECTED.findall(output)
-    return int(found[-1]) if found else None
+    if found:
+        return int(found[-1])
+    per_file = _PER_FILE.findall(output)
+    return sum(int(n) for n in per_file) if per_file else None
 
 
 def parse_summary(output: str) -> dict[str, int]:

@@ -54,6 +54,8 @@ def test_results_compare_at_the_readmes_decimals():
 def test_pytest_outputs_are_parsed():
     assert check_readme.parse_collected("...\n386 tests collected in 20.1s\n") == 386
     assert check_readme.parse_collected("384/386 tests collected (2 deselected) in 3s") == 384
+    assert check_readme.parse_collected("tests/test_a.py: 3\ntests/test_b.py: 28\n") == 31
+    assert check_readme.parse_collected("ERROR: file or directory not found") is None
     summary = check_readme.parse_summary("....\n346 passed, 40 skipped, 3 warnings in 623.4s\n")
     assert summary["passed"] == 346 and summary["skipped"] == 40
     claims = check_readme.parse_readme(README)
