@@ -145,13 +145,18 @@ def _check_layout(manager: ocp.CheckpointManager, step: int, **items: Any) -> No
             continue
         saved, _ = jax.tree_util.tree_flatten_with_path(stored)
         wanted, _ = jax.tree_util.tree_flatten_with_path(like)
-        saved = {jax.tree_util.keystr(k): (tuple(v.shape), np.dtype(v.dtype)) for k, v in saved}
-        wanted = {jax.tree_util.keystr(k): (tuple(np.shape(v)), np.dtype(v.dtype))
-                  for k, v in wanted}
-        for key, (shape, dtype) in wanted.items():  # other differences: the restore decides
-            if key in saved and saved[key] != (shape, dtype):
-                raise ValueError(f"{name}{key}: the checkpoint has shape {saved[key][0]} "
-                                 f"{saved[key][1]}, this config {shape} {dtype}")
+        saved = {jax.tree_util.keystr(k): v for k, v in saved}
+        for path, leaf in wanted:  # other differences (and PRNG keys): the restore decides
+            key = jax.tree_util.keystr(path)
+            if key not in saved or jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.extended):
+                continue
+            try:
+                found = (tuple(saved[key].shape), np.dtype(saved[key].dtype))
+            except (AttributeError, TypeError):
+                continue
+            if found != (tuple(np.shape(leaf)), np.dtype(leaf.dtype)):
+                raise ValueError(f"{name}{key}: the checkpoint has shape {found[0]} {found[1]}, "
+                                 f"this config {tuple(np.shape(leaf))} {np.dtype(leaf.dtype)}")
 
 
 class OldLayoutError(ValueError):
