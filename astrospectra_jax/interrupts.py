@@ -62,6 +62,15 @@ def sigterm_sets() -> Iterator[threading.Event]:
         yield requested
 
 
+def reclaim_sigterm() -> None:
+    """Put this module's SIGTERM handling back after ``jax.distributed.initialize``: its
+    preemption notifier installs a C handler of its own (which Python does not see) that only
+    records the notice, so SIGTERM would neither raise nor set the flag. Multi-process
+    training hands the notice to JAX's preemption sync instead (training.preemption)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM) or signal.SIG_DFL)
+
+
 def sigint_ignored():
     """Within the block Ctrl-C is ignored; processes started in it inherit that from their
     first instruction (worker pools)."""

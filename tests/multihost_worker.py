@@ -3,7 +3,9 @@
 MODE ``train``: trains a tiny model on in-memory arrays in ``OUT/run`` (resuming where a
 checkpoint is), process 0 then saves the final state to ``OUT/state.npz`` and the results to
 ``OUT/results.json``. With ``--preempt-at STEP`` the last process sends itself SIGTERM when the
-checkpoint of STEP is saved (the loop's preemption path: every process stops at one step).
+checkpoint of STEP is saved (the loop's preemption path: every process stops at one step, which
+JAX's preemption sync picks a little later); each process then writes the step it stopped at to
+``OUT/stopped_<process>.json``.
 MODE ``tfdata``: writes the labels and example ids this process reads over one tf.data epoch to
 ``OUT/tfdata_<process>.npz``.
 """
@@ -48,7 +50,7 @@ def train(args, out: Path) -> None:
     config.dataset = "astrospectra_mnist/v2_synthetic"
     config.model.name = "simplecnn1"
     config.batch_size = BATCH
-    config.num_epochs = 1
+    config.num_epochs = args.epochs
     config.max_steps = args.steps
     config.checkpoint_every_steps = 2
     config.eval_every_epochs = 0
@@ -76,6 +78,7 @@ def train(args, out: Path) -> None:
         results = training.train_and_evaluate(config, str(out / "run"), splits=tiny_splits())
     except training.Preempted as stopped:
         results = {"preempted": True, "step": stopped.step}
+        (out / f"stopped_{jax.process_index()}.json").write_text(json.dumps(stopped.step))
     if jax.process_index() == 0:
         summary = {"preempted": bool(results.get("preempted")), "step": results.get("step"),
                    "processes": jax.process_count(), "devices": jax.device_count()}
@@ -124,7 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=("train", "tfdata"))
     parser.add_argument("out")
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--preempt-at", type=int, default=0)
     parser.add_argument("--coordinator", default=None)
     parser.add_argument("--num-processes", type=int, default=1)

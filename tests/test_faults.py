@@ -149,15 +149,21 @@ def test_classical_path_without_its_real_data_is_one_line(tmp_path):
 
 # ----------------------------------------------------------------------------- convert
 
+# Restores SIGINT's default, then execs the command in the same process (same pid), whose Python
+# then installs its KeyboardInterrupt handler. Not a ``preexec_fn``: that runs Python's fork
+# hooks, and JAX's (installed once any test here has used JAX) warns that os.fork() was called.
+_SIGINT_DEFAULT_EXEC = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
+
 def start_convert(out: Path, *extra: str) -> subprocess.Popen:
     """The converter in its own process group, with SIGINT handled (a background shell starts
     children with SIGINT ignored)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "astrospectra_jax.convert", "synthetic", "--task", "v1",
-         "--out", str(out), "--no-progress", *extra],
+        [sys.executable, "-c", _SIGINT_DEFAULT_EXEC, "-m", "astrospectra_jax.convert",
+         "synthetic", "--task", "v1", "--out", str(out), "--no-progress", *extra],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
 def group_members(pgid: int) -> list[int]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -115,8 +116,10 @@ def _restore(manager: ocp.CheckpointManager, step: int, like: Any) -> Any:
             "('state'), which this version does not read: use a fresh --workdir (or the "
             "version that wrote it).")
     if not isinstance(like, TrainState):
+        _check_layout(manager, step, model=like)
         return manager.restore(step, args=ocp.args.Composite(
             model=ocp.args.StandardRestore(_abstract(like)))).model
+    _check_layout(manager, step, model=like.model(), optimizer=like.opt_state)
     restored = manager.restore(step, args=ocp.args.Composite(
         model=ocp.args.StandardRestore(_abstract(like.model())),
         optimizer=ocp.args.StandardRestore(_abstract(like.opt_state)),
@@ -124,6 +127,36 @@ def _restore(manager: ocp.CheckpointManager, step: int, like: Any) -> Any:
     step_array = jax.device_put(jnp.int32(restored.progress["step"]), like.step.sharding)
     return TrainState(step_array, restored.model["params"], restored.model["model_state"],
                       restored.optimizer)
+
+
+def _check_layout(manager: ocp.CheckpointManager, step: int, **items: Any) -> None:
+    """Raise ValueError when the arrays saved at ``step`` differ from ``items`` in names,
+    shapes or dtypes (a checkpoint of another model/optimizer), before any array is read.
+
+    Orbax reads the arrays concurrently, and when one read fails the others are left pending in
+    an event loop it then closes: they are reported, when collected, as unraisable exceptions
+    (pytest's PytestUnraisableExceptionWarning with a TensorStore spec). A checkpoint that is
+    merely unreadable still fails in ``manager.restore``."""
+    metadata = manager.item_metadata(step)
+    for name, like in items.items():
+        stored = metadata[name]
+        stored = getattr(stored, "tree", stored)
+        if stored is None:  # no metadata to compare: the restore decides
+            continue
+        saved, _ = jax.tree_util.tree_flatten_with_path(stored)
+        wanted, _ = jax.tree_util.tree_flatten_with_path(like)
+        saved = {jax.tree_util.keystr(k): v for k, v in saved}
+        for path, leaf in wanted:  # other differences (and PRNG keys): the restore decides
+            key = jax.tree_util.keystr(path)
+            if key not in saved or jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.extended):
+                continue
+            try:
+                found = (tuple(saved[key].shape), np.dtype(saved[key].dtype))
+            except (AttributeError, TypeError):
+                continue
+            if found != (tuple(np.shape(leaf)), np.dtype(leaf.dtype)):
+                raise ValueError(f"{name}{key}: the checkpoint has shape {found[0]} {found[1]}, "
+                                 f"this config {tuple(np.shape(leaf))} {np.dtype(leaf.dtype)}")
 
 
 class OldLayoutError(ValueError):

@@ -11,6 +11,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from astrospectra_jax import interrupts
+
 DATA_AXIS = "data"
 MEMBER_AXIS = "member"
 
@@ -88,3 +90,4 @@ def initialize_distributed(coordinator_address: str | None = None,
     given = {"coordinator_address": coordinator_address, "num_processes": num_processes,
              "process_id": process_id}
     jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
+    interrupts.reclaim_sigterm()
