@@ -11,12 +11,10 @@ By default the seeds of a model train together as one ensemble run (``config.ens
 consecutive seeds s .. s + K - 1 in ``.../seeds<s>-<s+K-1>``, one process and one compilation
 for all, each member the model its seed's own run trains; the report counts each member as its
 seed's run); ``--separate`` keeps one run per seed.
-A run whose ``results.json`` exists is skipped; one that started but did not finish is run
-again with the same command, which resumes from its latest checkpoint. A failed run is
-recorded (``suite_run.json`` and its log) and the suite goes on; the exit status is 1 if any
-run failed. ``python -m astrospectra_jax.report --runs <runs>`` summarises the results.
-``--main`` and ``--configs`` default to this checkout's ``main.py`` and ``configs/``; file
-names and records are those of ``astrospectra_jax.results``.
+A finished run (``results.json``) is skipped, an unfinished one rerun (it resumes), a failed
+one recorded (``suite_run.json``, its log) and the suite goes on; exit status 1 if any failed.
+``python -m astrospectra_jax.report --runs <runs>`` summarises; ``--main`` and ``--configs``
+default to this checkout's ``main.py`` and ``configs/``.
 """
 
 from __future__ import annotations
