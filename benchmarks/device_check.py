@@ -158,10 +158,11 @@ def markdown(data: dict) -> str:
                      _fmt(r.get("jax_eval")), _fmt(r.get("torch_eval")),
                      _fmt(r.get("eval_ratio"), 2, "x"),
                      _fmt(r.get("train_tflops"), 1), _fmt(r.get("train_matmul_fraction"), 2)])
-    parts.append(_table(["model", "size", "dtype", "batch", "train JAX ex/s", "train torch ex/s",
-                         "JAX/torch", "torch.compile ex/s", "JAX/compiled", "eval JAX ex/s",
-                         "eval torch ex/s",
-                         "JAX/torch", "train TFLOP/s", "of matmul"], rows))
+    if rows:
+        parts.append(_table(["model", "size", "dtype", "batch", "train JAX ex/s",
+                             "train torch ex/s", "JAX/torch", "torch.compile ex/s",
+                             "JAX/compiled", "eval JAX ex/s", "eval torch ex/s",
+                             "JAX/torch", "train TFLOP/s", "of matmul"], rows))
     if data["epoch"]:
         parts.append(_table(["one v2 epoch", "dtype", "batch", "examples", "wall s", "ex/s",
                              "compile s"],
