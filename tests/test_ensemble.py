@@ -50,7 +50,7 @@ LINE_STEPS = {"max_steps": 2, "checkpoint_every_steps": 2}
 
 def config_for(data_dir: str, line: bool, **overrides):
     fields = {"dataset": DATASET, "max_steps": 6, "steps_per_call": 2, "checkpoint_every_steps": 4,
-              "log_every_steps": 2, "seed": SEED, **SGD}
+              "log_every_steps": 2, "seed": SEED, "validation_fraction": 0.0, **SGD}
     if line:
         fields.update({"dataset": LINE_DATASET, "model.name": "conv1d", "model.input_size": 721})
     return tiny_config(data_dir, **{**fields, **overrides})
@@ -162,7 +162,7 @@ def test_eight_devices_members_on_devices_or_mapped_agree(runs, data_dir, tmp_pa
     reference_dir, reference = runs["image", "ensemble"]
     fields = {"dataset": DATASET, "data_dir": data_dir, "model.name": "lenet", "batch_size": 32,
               "num_epochs": 1, "max_steps": 6, "steps_per_call": 2, "checkpoint_every_steps": 4,
-              "log_every_steps": 2, "seed": SEED, **SGD}
+              "log_every_steps": 2, "seed": SEED, "validation_fraction": 0.0, **SGD}
     found = {}
     for size in (4, 3):
         workdir = tmp_path / f"k{size}"
