@@ -17,7 +17,7 @@ on the matching dataset has been run: pass its workdir,
 ``--config.image_workdir=runs/classical_v1`` (or ``runs/classical_v1_synthetic`` for the
 synthetic variant).
 
-Runtime and accuracy: see README.
+Runtime and accuracy: see docs/reproduce.md ("The classical grid").
 """
 
 from astrospectra_jax.classical import grid

@@ -12,7 +12,7 @@ a quick look: ``--config.train_subsample=1000``. Rerunning a command resumes: fi
 configurations are read back from ``<workdir>/classical_store/``. On a Dask cluster:
 ``--config.backend=dask --config.scheduler_address=tcp://HOST:8786``.
 
-Runtime and accuracy: see README.
+Runtime and accuracy: see docs/reproduce.md ("The classical grid").
 """
 
 from astrospectra_jax.classical import grid
