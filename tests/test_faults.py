@@ -324,8 +324,12 @@ def test_failed_save_names_the_cause_and_keeps_the_last_complete_checkpoint(tmp_
         "Free space (or fix the folder) and rerun the same command to resume.")
     monkeypatch.undo()
     manager.close()
-    # the rerun's manager (Orbax) removes what the interrupted write left
+    # the rerun's manager (Orbax) removes what the interrupted write left, in the background
+    # (its next save waits for that), so this waits for it too
     checkpointing.open_manager(tmp_path / "checkpoints", keep=3).close()
+    deadline = time.monotonic() + 30
+    while partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]
 
 
