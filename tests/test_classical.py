@@ -283,6 +283,6 @@ def test_configs(name):
     assert config.kind == "classical"
     assert module.__doc__.startswith(f"python main.py --config=configs/{name}.py --workdir=")
     assert f"--config.dataset={config.dataset}_synthetic" in module.__doc__
-    assert "Runtime and accuracy: see README" in module.__doc__
+    assert "Runtime and accuracy: see docs/reproduce.md" in module.__doc__
     assert paper.paper_column(config.dataset)
     assert config.backend in grid.BACKENDS and config.time_budget_s > 0
