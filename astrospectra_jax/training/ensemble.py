@@ -136,16 +136,14 @@ def uncertainty(member_probabilities: np.ndarray) -> dict[str, np.ndarray]:
     """(K, N, C) member probabilities -> ``probabilities`` (N, C, the mean), ``disagreement``
     (N: mutual information between the prediction and the members, H(mean p) - mean H(p_k),
     in nats) and ``p_std`` (N: the members' std of the predicted class's probability)."""
+    from astrospectra_jax.trust.ood import ensemble_mutual_information
+
     p = np.asarray(member_probabilities, np.float64)
     mean = p.mean(0)
-
-    def entropy(q):
-        return -(q * np.log(np.clip(q, 1e-30, None))).sum(-1)
-
     predicted = mean.argmax(-1)
     spread = np.take_along_axis(p, predicted[None, :, None], axis=-1)[..., 0].std(0)
-    return {"probabilities": mean, "disagreement": np.maximum(
-        entropy(mean) - entropy(p).mean(0), 0.0), "p_std": spread}
+    return {"probabilities": mean, "disagreement": ensemble_mutual_information(p),
+            "p_std": spread}
 
 
 def log_members(log, split: str, step: int, epoch: float, result: dict) -> None:

@@ -25,6 +25,9 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+from scipy.special import logsumexp
+
+from astrospectra_jax.trust.calibration import softmax
 
 METHODS = ("max_softmax", "energy", "mahalanobis", "outlier_exposure", "ensemble_mi")
 DEFAULT_KEPT = 0.95
@@ -32,32 +35,19 @@ DEFAULT_KEPT = 0.95
 
 # ----------------------------------------------------------------------------- scores
 
-def _softmax(logits) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _logsumexp(z) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    m = z.max(axis=-1, keepdims=True)
-    return (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))[..., 0]
-
-
 def max_softmax_score(logits, temperature: float = 1.0) -> np.ndarray:
     """(N, K) logits -> (N,) 1 - max softmax probability."""
-    return 1.0 - _softmax(np.asarray(logits, np.float64) / temperature).max(axis=-1)
+    return 1.0 - softmax(logits, temperature).max(axis=-1)
 
 
 def energy_score(logits, temperature: float = 1.0) -> np.ndarray:
     """(N, K) logits -> (N,) energy -T logsumexp(logits / T)."""
-    return -temperature * _logsumexp(np.asarray(logits, np.float64) / temperature)
+    return -temperature * logsumexp(np.asarray(logits, np.float64) / temperature, axis=-1)
 
 
 def outlier_exposure_score(logits, other_index: int = -1) -> np.ndarray:
     """(N, K+1) logits of a model with an "other" class -> (N,) p(other)."""
-    return _softmax(logits)[..., other_index]
+    return softmax(logits)[..., other_index]
 
 
 def ensemble_mutual_information(member_probs) -> np.ndarray:
